@@ -1,0 +1,306 @@
+"""One agent turn: a streamed LLM call that becomes chunk_started → token_stream… →
+chunk_completed, with retries, fallbacks, usage, cost and the budget accounted for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from facilitair.config import AgentConfig, RoleConfig
+from facilitair.llm import ProviderSet
+from facilitair.llm.base import ChatMessage, ChatRequest, Completion, ProviderError, Retrying
+from facilitair.protocol.events import (
+    ChunkCompleted,
+    ChunkStarted,
+    Payload,
+    StoredEvent,
+    SystemMessage,
+    TokenStream,
+    Usage,
+)
+
+Emit = Callable[[Payload], Awaitable[StoredEvent]]
+
+FULL_INTERVAL_S = 0.02
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, spent: float, budget: float) -> None:
+        super().__init__(f"budget of ${budget:.4f} reached (spent ${spent:.4f})")
+        self.spent = spent
+        self.budget = budget
+
+
+class TurnFailed(Exception):
+    def __init__(self, chunk_id: str, error: ProviderError) -> None:
+        super().__init__(f"{chunk_id}: {error.message}")
+        self.chunk_id = chunk_id
+        self.error = error
+
+
+@dataclass
+class RunTotals:
+    """What a run has used so far, from the providers' reported usage."""
+
+    budget_usd: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    llm_calls: int = 0
+    completed_chunks: int = 0
+    total_chunks: int = 0
+    chunk_counter: int = 0
+    finished: dict[str, str] = field(default_factory=dict)  # chunk_id → latest full text
+    partial: dict[str, str] = field(default_factory=dict)  # chunk_id → text of a turn in flight
+    unpriced_models: set[str] = field(default_factory=set)
+
+    def next_chunk_number(self) -> int:
+        self.chunk_counter += 1
+        return self.chunk_counter
+
+    def add_usage(self, prompt: int, completion: int, cost: float | None) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.llm_calls += 1
+        if cost is None:
+            self.cost_usd = None
+        elif self.cost_usd is not None:
+            self.cost_usd += cost
+
+    def kept_output(self) -> dict[str, str]:
+        """Everything written so far, the unfinished turns' text included."""
+        return {**self.finished, **{k: v for k, v in self.partial.items() if v}}
+
+    def check_budget(self) -> None:
+        budget, spent = self.budget_usd, self.cost_usd
+        if budget is not None and spent is not None and spent >= budget:
+            raise BudgetExceeded(spent, budget)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    content: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+
+
+class TokenBatcher:
+    """Turns model deltas into token_stream events.
+
+    `filtered` sends whole lines (a line end, so also a closing code fence, flushes);
+    `full` sends deltas, coalesced to at most one event per FULL_INTERVAL_S.
+    """
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], verbosity: str) -> None:
+        self._send = send
+        self._full = verbosity == "full"
+        self._buffer = ""
+        self._last_sent = 0.0
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+
+    async def add(self, text: str) -> None:
+        self._buffer += text
+        if self._full:
+            wait = self._last_sent + FULL_INTERVAL_S - time.monotonic()
+            if wait <= 0:
+                await self._flush_all()
+            elif self._timer is None:
+                self._timer = asyncio.create_task(self._flush_later(wait))
+        else:
+            cut = self._buffer.rfind("\n")
+            if cut != -1:
+                async with self._lock:
+                    head, self._buffer = self._buffer[: cut + 1], self._buffer[cut + 1 :]
+                    await self._send(head)
+
+    async def _flush_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._timer = None
+        await self._flush_all()
+
+    async def _flush_all(self) -> None:
+        async with self._lock:
+            if self._buffer:
+                text, self._buffer = self._buffer, ""
+                self._last_sent = time.monotonic()
+                await self._send(text)
+
+    async def close(self) -> None:
+        """Send what is left; the turn is over."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        await self._flush_all()
+
+    def discard(self) -> None:
+        self._buffer = ""
+
+
+@dataclass
+class TurnRunner:
+    """Runs agent turns for one task and accounts for them in `totals`."""
+
+    emit: Emit
+    providers: ProviderSet
+    config: AgentConfig
+    totals: RunTotals
+    verbosity: str
+    model_overrides: dict[str, str]
+
+    def model_for(self, role_key: str) -> str:
+        return self.model_overrides.get(role_key) or self.config.roles[role_key].model
+
+    async def run(
+        self,
+        *,
+        role_key: str,
+        chunk_id: str,
+        agent: str,
+        description: str,
+        messages: list[ChatMessage],
+        iteration: int = 1,
+    ) -> TurnResult:
+        role = self.config.roles[role_key]
+        self.totals.check_budget()
+        primary = self.model_for(role_key)
+        models = [primary, *[m for m in role.fallbacks if m != primary]]
+        chunk_number = self.totals.next_chunk_number()
+        for index, model in enumerate(models):
+            try:
+                return await self._attempt(
+                    role_key, role, model, chunk_id, chunk_number, agent, description,
+                    messages, iteration,
+                )  # fmt: skip
+            except ProviderError as error:
+                next_model = models[index + 1] if index + 1 < len(models) else None
+                if next_model is None or not (error.retryable or error.code == "model_not_found"):
+                    raise TurnFailed(chunk_id, error) from error
+                await self.emit(
+                    SystemMessage(
+                        message=f"{agent}: {model} failed ({error.message}); "
+                        f"falling back to {next_model}",
+                        level="warning",
+                        kind="fallback",
+                    )
+                )
+        raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        role_key: str,
+        role: RoleConfig,
+        model: str,
+        chunk_id: str,
+        chunk_number: int,
+        agent: str,
+        description: str,
+        messages: list[ChatMessage],
+        iteration: int,
+    ) -> TurnResult:
+        emit = self.emit
+
+        async def started(attempt: int) -> None:
+            await emit(
+                ChunkStarted(
+                    chunk_id=chunk_id,
+                    chunk_number=chunk_number,
+                    role=role_key,
+                    agent=agent,
+                    model=model,
+                    description=description,
+                    iteration=iteration,
+                    attempt=attempt,
+                )
+            )
+
+        async def send_tokens(text: str) -> None:
+            await emit(TokenStream(chunk_id=chunk_id, tokens=text, role=role_key, agent=agent))
+
+        request = ChatRequest(
+            model=model,
+            messages=messages,
+            temperature=role.temperature,
+            max_tokens=role.max_tokens,
+        )
+        batcher = TokenBatcher(send_tokens, self.verbosity)
+        began = time.monotonic()
+        text = ""
+        attempt = 1
+        completion: Completion | None = None
+        await started(attempt)
+        self.totals.partial[chunk_id] = ""
+        items = self.providers.get(role.provider).stream(request)
+        try:
+            async for item in items:
+                if isinstance(item, Retrying):
+                    await batcher.close()
+                    await emit(_retry_message(agent, model, item))
+                    if item.restart:
+                        text = ""
+                        self.totals.partial[chunk_id] = ""
+                        attempt += 1
+                        await started(attempt)
+                elif isinstance(item, Completion):
+                    completion = item
+                else:
+                    text += item.text
+                    self.totals.partial[chunk_id] = text
+                    await batcher.add(item.text)
+        finally:
+            await items.aclose()
+            await batcher.close()
+        assert completion is not None
+        prompt = completion.prompt_tokens or 0
+        produced = completion.completion_tokens or 0
+        if completion.prompt_tokens is None or completion.completion_tokens is None:
+            cost = None
+        else:
+            cost = self.config.price_usd(model, prompt, produced)
+        if cost is None and model not in self.totals.unpriced_models:
+            self.totals.unpriced_models.add(model)
+            await emit(
+                SystemMessage(
+                    message=f"No price known for {model}: its cost is reported as unknown"
+                    + (" and the budget cannot be enforced" if self.totals.budget_usd else ""),
+                    level="warning",
+                    kind="budget",
+                )
+            )
+        self.totals.add_usage(prompt, produced, cost)
+        self.totals.completed_chunks += 1
+        del self.totals.partial[chunk_id]
+        self.totals.finished[chunk_id] = text
+        await emit(
+            ChunkCompleted(
+                chunk_id=chunk_id,
+                chunk_number=chunk_number,
+                role=role_key,
+                agent=agent,
+                model=model,
+                content=text,
+                usage=Usage(prompt_tokens=prompt, completion_tokens=produced),
+                cost_usd=cost,
+                duration_s=round(time.monotonic() - began, 3),
+            )
+        )
+        self.totals.check_budget()
+        return TurnResult(text, model, prompt, produced, cost)
+
+
+def _retry_message(agent: str, model: str, item: Retrying) -> SystemMessage:
+    if item.restart:
+        message = f"{agent}: {model} stream broke ({item.reason}); restarting the turn"
+    else:
+        message = (
+            f"{agent}: {model} attempt {item.attempt} failed ({item.reason}); "
+            f"retrying in {item.delay_s:.1f} s"
+        )
+    return SystemMessage(message=message, level="warning", kind="retry")

@@ -1,0 +1,119 @@
+"""Configuration: `FAC_*` environment variables (Settings) and the TOML file of roles,
+models and prices (AgentConfig). Both are read once, at startup, into the app container."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "facilitair"
+
+
+class Settings(BaseSettings):
+    """Server settings. Every field is read from `FAC_<NAME>`; e.g. FAC_DATA_DIR."""
+
+    model_config = SettingsConfigDict(env_prefix="FAC_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    redis_url: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    config: Path | None = None
+
+    secret_key: SecretStr | None = None
+    no_auth: bool = False
+    rate_limit_per_minute: int = Field(default=60, ge=1)
+    ticket_ttl_s: int = Field(default=60, ge=1)
+    stream_ttl_s: int = Field(default=24 * 3600, ge=60)
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    sse_retry_ms: int = Field(default=3000, ge=0)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    llm_max_retries: int = Field(default=3, ge=0)
+    llm_retry_base_s: float = Field(default=0.5, ge=0)
+    llm_first_token_timeout_s: float = Field(default=60.0, gt=0)
+    llm_timeout_s: float = Field(default=600.0, gt=0)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "facilitair.sqlite3"
+
+
+class RoleConfig(BaseModel):
+    name: str
+    model: str
+    provider: str = "default"
+    fallbacks: list[str] = Field(default_factory=list)
+    temperature: float = 0.2
+    max_tokens: int = 2000
+    expected_tokens: int = 500
+    system_prompt: str
+    json_retry_prompt: str = ""
+    revise_prompt: str = ""
+
+
+class ProviderConfig(BaseModel):
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+
+class Price(BaseModel):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class SequentialConfig(BaseModel):
+    max_concurrent_coders: int = Field(default=3, ge=1)
+    max_review_iterations: int = Field(default=2, ge=0)
+    blocking_severities: list[str] = Field(default_factory=list)
+    max_plan_chunks: int = Field(default=8, ge=1)
+
+
+class WorkflowConfig(BaseModel):
+    sequential: SequentialConfig = Field(default_factory=SequentialConfig)
+
+
+class AgentConfig(BaseModel):
+    workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    roles: dict[str, RoleConfig]
+    prices: dict[str, Price] = Field(default_factory=dict)
+    speeds: dict[str, float] = Field(default_factory=dict)
+
+    def price_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        price = self.prices.get(model)
+        if price is None:
+            return None
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
+
+    def tokens_per_second(self, model: str) -> float:
+        return self.speeds.get(model, self.speeds.get("default", 60.0))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_agent_config(path: Path | None) -> AgentConfig:
+    """The built-in defaults, overlaid with the user's TOML file when one is given."""
+    text = resources.files("facilitair").joinpath("defaults.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    if path is not None:
+        data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
+    return AgentConfig.model_validate(data)

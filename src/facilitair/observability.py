@@ -1,0 +1,33 @@
+"""Prometheus metrics, in a registry owned by the app container (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.tasks_started = Counter("facilitair_tasks_started", "Tasks submitted", registry=r)
+        self.tasks_finished = Counter(
+            "facilitair_tasks_finished", "Tasks ended, by final status", ["status"], registry=r
+        )
+        self.events = Counter(
+            "facilitair_events", "Events appended to streams, by name", ["event"], registry=r
+        )
+        self.llm_tokens = Counter(
+            "facilitair_llm_tokens", "Tokens reported by providers", ["kind"], registry=r
+        )
+        self.subscribers = Gauge(
+            "facilitair_stream_subscribers", "Open SSE and WebSocket subscriptions", registry=r
+        )
+        self.http_errors = Counter(
+            "facilitair_http_errors", "Error responses, by status", ["status"], registry=r
+        )
+        self.rate_limited = Counter(
+            "facilitair_rate_limited", "Requests refused by the rate limit", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

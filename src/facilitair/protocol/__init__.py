@@ -1,0 +1,1 @@
+"""The wire contract: API bodies (api), events (events) and their encodings (encoding)."""

@@ -1,0 +1,175 @@
+"""Request and response bodies of the HTTP API (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from facilitair.protocol.events import Artifact, TaskMetrics
+
+MAX_TASK_CHARS = 20_000
+
+TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class TaskContext(BaseModel):
+    """What the task is for. Unknown keys are kept (and shown to the agents) but never cached on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    preferred_language: str | None = Field(default=None, max_length=100)
+    frameworks: list[str] = Field(default_factory=list, max_length=50)
+    team_size: int | None = Field(default=None, ge=1, le=100_000)
+    security_level: str | None = Field(default=None, max_length=100)
+    compliance: list[str] = Field(default_factory=list, max_length=50)
+    existing_stack: list[str] = Field(default_factory=list, max_length=100)
+
+
+class TaskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
+    context: TaskContext = Field(default_factory=TaskContext)
+    stream: bool = True
+    workflow: Literal["sequential"] = "sequential"
+    cache: Literal["use", "refresh", "off"] = "use"
+    budget_usd: float | None = Field(default=None, gt=0)
+    models: dict[str, str] = Field(default_factory=dict)
+    verbosity: Literal["filtered", "full"] = "filtered"
+
+    @field_validator("task")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("task must not be blank")
+        return value
+
+
+class TaskCreated(BaseModel):
+    stream_id: str
+    task_id: str
+    events_url: str
+    status_url: str
+
+
+class StreamStatus(BaseModel):
+    stream_id: str
+    task_id: str
+    status: TaskStatus
+    last_event_id: int
+    completed_chunks: int
+    total_chunks: int
+    cost_usd: float | None
+    tokens: dict[str, int]
+    created_at: str
+    finished_at: str | None
+
+
+class Ticket(BaseModel):
+    ticket: str
+    expires_in: int
+    stream_id: str
+
+
+class TaskResult(BaseModel):
+    content: str
+    artifacts: list[Artifact]
+    metrics: TaskMetrics
+
+
+class TaskError(BaseModel):
+    error: str
+    code: str
+    retryable: bool = False
+    details: dict[str, Any] | None = None
+
+
+class TaskRecord(BaseModel):
+    """A task as the store keeps it; `request` is the original, validated request body."""
+
+    task_id: str
+    stream_id: str
+    tenant_id: str
+    status: TaskStatus
+    request: TaskRequest
+    created_at: str
+    finished_at: str | None = None
+    total_chunks: int = 0
+    completed_chunks: int = 0
+    cost_usd: float | None = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    result: TaskResult | None = None
+    error: TaskError | None = None
+    partial: dict[str, str] | None = None
+
+
+class TaskSummary(BaseModel):
+    task_id: str
+    stream_id: str
+    status: TaskStatus
+    task: str
+    workflow: str
+    created_at: str
+    finished_at: str | None
+    cost_usd: float | None
+
+
+class TaskList(BaseModel):
+    items: list[TaskSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class TaskDetail(TaskSummary):
+    context: dict[str, Any]
+    total_chunks: int
+    completed_chunks: int
+    tokens: dict[str, int]
+    result: TaskResult | None
+    error: TaskError | None
+    partial: dict[str, str] | None
+
+
+class CollaborateResponse(BaseModel):
+    task_id: str
+    stream_id: str
+    status: TaskStatus
+    result: TaskResult | None = None
+    error: TaskError | None = None
+
+
+class AgentInfo(BaseModel):
+    role: str
+    name: str
+    model: str
+    temperature: float
+    max_tokens: int
+    fallbacks: list[str]
+
+
+class AgentList(BaseModel):
+    agents: list[AgentInfo]
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, CheckResult]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

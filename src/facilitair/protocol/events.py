@@ -1,0 +1,179 @@
+"""Every event of a stream: names, typed payloads and the stored envelope (SPEC §5).
+
+Payload models hold the event-specific fields. The envelope adds what every event carries on
+the wire: `stream_id`, `seq` and `timestamp`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventName(StrEnum):
+    TASK_STARTED = "task_started"
+    TASK_PROGRESS = "task_progress"
+    CHUNK_STARTED = "chunk_started"
+    TOKEN_STREAM = "token_stream"
+    CHUNK_COMPLETED = "chunk_completed"
+    SYSTEM_MESSAGE = "system_message"
+    TASK_COMPLETED = "task_completed"
+    TASK_ERROR = "task_error"
+    TASK_CANCELLED = "task_cancelled"
+    HEARTBEAT = "heartbeat"
+
+
+TERMINAL_EVENTS = frozenset(
+    {EventName.TASK_COMPLETED, EventName.TASK_ERROR, EventName.TASK_CANCELLED}
+)
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event: str = Field(exclude=True)
+
+
+class PlanItem(BaseModel):
+    chunk_id: str
+    role: str
+    description: str
+    model: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Artifact(BaseModel):
+    path: str
+    language: str
+    content: str
+
+
+class TaskMetrics(BaseModel):
+    duration_s: float
+    cost_usd: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    llm_calls: int
+    iterations: int
+    cached: bool = False
+    similarity: float | None = None
+    saved_usd: float | None = None
+    saved_s: float | None = None
+
+
+class TaskStarted(Payload):
+    event: Literal["task_started"] = Field(default="task_started", exclude=True)
+    task: str
+    context: dict[str, Any]
+    workflow: str
+    task_id: str
+
+
+class TaskProgress(Payload):
+    event: Literal["task_progress"] = Field(default="task_progress", exclude=True)
+    total_chunks: int
+    completed_chunks: int
+    estimated_time: float
+    estimated_cost: float | None
+    plan: list[PlanItem]
+
+
+class ChunkStarted(Payload):
+    event: Literal["chunk_started"] = Field(default="chunk_started", exclude=True)
+    chunk_id: str
+    chunk_number: int
+    role: str
+    agent: str
+    model: str
+    description: str
+    iteration: int = 1
+    attempt: int = 1
+
+
+class TokenStream(Payload):
+    event: Literal["token_stream"] = Field(default="token_stream", exclude=True)
+    chunk_id: str
+    tokens: str
+    role: str
+    agent: str
+
+
+class ChunkCompleted(Payload):
+    event: Literal["chunk_completed"] = Field(default="chunk_completed", exclude=True)
+    chunk_id: str
+    chunk_number: int
+    role: str
+    agent: str
+    model: str
+    content: str
+    usage: Usage
+    cost_usd: float | None
+    duration_s: float
+
+
+class SystemMessage(Payload):
+    event: Literal["system_message"] = Field(default="system_message", exclude=True)
+    message: str
+    level: Literal["info", "warning"] = "info"
+    kind: str
+
+
+class TaskCompleted(Payload):
+    event: Literal["task_completed"] = Field(default="task_completed", exclude=True)
+    content: str
+    artifacts: list[Artifact]
+    metrics: TaskMetrics
+
+
+class TaskError(Payload):
+    event: Literal["task_error"] = Field(default="task_error", exclude=True)
+    error: str
+    code: str
+    retryable: bool = False
+    details: dict[str, Any] | None = None
+
+
+class TaskCancelled(Payload):
+    event: Literal["task_cancelled"] = Field(default="task_cancelled", exclude=True)
+    reason: str
+
+
+class StoredEvent(BaseModel):
+    """One event as logged: its per-stream sequence number, name and full `data` object."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stream_id: str
+    seq: int
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.event in TERMINAL_EVENTS
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(stream_id: str, seq: int, payload: Payload) -> StoredEvent:
+    data = {
+        "stream_id": stream_id,
+        "seq": seq,
+        "timestamp": utc_now(),
+        **payload.model_dump(mode="json"),
+    }
+    return StoredEvent(stream_id=stream_id, seq=seq, event=payload.event, data=data)
+
+
+def heartbeat(stream_id: str, last_seq: int) -> StoredEvent:
+    """A keep-alive. It is never logged and carries the last real seq, so it moves no cursor."""
+    data = {"stream_id": stream_id, "seq": last_seq, "timestamp": utc_now()}
+    return StoredEvent(stream_id=stream_id, seq=last_seq, event=EventName.HEARTBEAT, data=data)

@@ -1,0 +1,66 @@
+"""The app container: every long-lived part, built once at startup from Settings."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from facilitair.agents.runner import TaskRunner
+from facilitair.bus import EventLog, build_event_log
+from facilitair.config import AgentConfig, Settings, load_agent_config
+from facilitair.llm import ProviderSet, build_providers
+from facilitair.observability import Metrics
+from facilitair.server.auth import RateLimiter, Tickets
+from facilitair.store import Store, build_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    agents: AgentConfig
+    store: Store
+    events: EventLog
+    providers: ProviderSet
+    runner: TaskRunner
+    tickets: Tickets
+    rate_limiter: RateLimiter
+    metrics: Metrics
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Container:
+        agents = load_agent_config(settings.config)
+        providers = build_providers(settings, agents)
+        store = build_store(settings)
+        await store.open()
+        events = build_event_log(settings, store)
+        await events.start()
+        metrics = Metrics()
+        runner = TaskRunner(store, events, providers, agents, metrics)
+        interrupted = await runner.recover()
+        if interrupted:
+            log.warning("%d task(s) were interrupted by the last shutdown", interrupted)
+        signing_key = (
+            settings.secret_key.get_secret_value()
+            if settings.secret_key
+            else await store.secret("ticket_signing_key", secrets.token_urlsafe(32))
+        )
+        return cls(
+            settings=settings,
+            agents=agents,
+            store=store,
+            events=events,
+            providers=providers,
+            runner=runner,
+            tickets=Tickets(signing_key, settings.ticket_ttl_s),
+            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            metrics=metrics,
+        )
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        await self.events.stop()
+        await self.store.close()
+        await self.providers.aclose()

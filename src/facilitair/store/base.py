@@ -1,0 +1,65 @@
+"""Durable state — API keys, tasks and their events — behind one interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from facilitair.protocol.api import TaskRecord
+from facilitair.protocol.events import StoredEvent
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    name: str
+    tenant_id: str
+    prefix: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise when the store cannot answer."""
+        ...
+
+    async def secret(self, name: str, factory: str) -> str:
+        """The stored secret `name`, set to `factory` first if there is none."""
+        ...
+
+    async def add_key(self, key: ApiKey, key_hash: str) -> None: ...
+
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    async def list_keys(self) -> list[ApiKey]: ...
+
+    async def revoke_key(self, key_id_or_name: str, when: str) -> int: ...
+
+    async def add_task(self, record: TaskRecord) -> None: ...
+
+    async def task(self, task_id: str) -> TaskRecord | None: ...
+
+    async def task_by_stream(self, stream_id: str) -> TaskRecord | None: ...
+
+    async def update_task(self, task_id: str, **fields: Any) -> None: ...
+
+    async def list_tasks(
+        self, tenant_id: str, limit: int, offset: int
+    ) -> tuple[list[TaskRecord], int]: ...
+
+    async def unfinished_tasks(self) -> list[TaskRecord]: ...
+
+    async def add_events(self, events: list[StoredEvent]) -> None: ...
+
+    async def events(self, stream_id: str, after: int, limit: int) -> list[StoredEvent]: ...
+
+    async def last_seq(self, stream_id: str) -> int: ...
+
+    async def delete_tasks_finished_before(self, when: str) -> int:
+        """Forget finished tasks (and their events) older than `when`; return how many."""
+        ...

@@ -1,0 +1,219 @@
+"""The embedded store: one SQLite file, accessed through aiosqlite's worker thread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from facilitair.protocol.api import TaskRecord
+from facilitair.protocol.events import StoredEvent
+from facilitair.store.base import ApiKey
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    stream_id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks (tenant_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status);
+CREATE TABLE IF NOT EXISTS events (
+    stream_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+) WITHOUT ROWID;
+"""
+
+UNFINISHED = ("queued", "running")
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        await self.db.execute("SELECT 1")
+
+    async def secret(self, name: str, factory: str) -> str:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, factory)
+        )
+        await self.db.commit()
+        async with self.db.execute("SELECT value FROM secrets WHERE name = ?", (name,)) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    async def add_key(self, key: ApiKey, key_hash: str) -> None:
+        await self.db.execute(
+            "INSERT INTO api_keys (key_id, name, tenant_id, prefix, key_hash, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (key.key_id, key.name, key.tenant_id, key.prefix, key_hash, key.created_at),
+        )
+        await self.db.commit()
+
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        async with self.db.execute(
+            "SELECT key_id, name, tenant_id, prefix, created_at, revoked_at FROM api_keys"
+            " WHERE key_hash = ?",
+            (key_hash,),
+        ) as cur:
+            row = await cur.fetchone()
+        return ApiKey(*row) if row else None
+
+    async def list_keys(self) -> list[ApiKey]:
+        async with self.db.execute(
+            "SELECT key_id, name, tenant_id, prefix, created_at, revoked_at FROM api_keys"
+            " ORDER BY created_at"
+        ) as cur:
+            return [ApiKey(*row) for row in await cur.fetchall()]
+
+    async def revoke_key(self, key_id_or_name: str, when: str) -> int:
+        cur = await self.db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE revoked_at IS NULL"
+            " AND (key_id = ? OR name = ? OR prefix = ?)",
+            (when, key_id_or_name, key_id_or_name, key_id_or_name),
+        )
+        await self.db.commit()
+        return cur.rowcount
+
+    async def add_task(self, record: TaskRecord) -> None:
+        await self.db.execute(
+            "INSERT INTO tasks (task_id, stream_id, tenant_id, status, created_at, finished_at,"
+            " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.task_id,
+                record.stream_id,
+                record.tenant_id,
+                record.status,
+                record.created_at,
+                record.finished_at,
+                record.model_dump_json(),
+            ),
+        )
+        await self.db.commit()
+
+    async def _one(self, where: str, value: str) -> TaskRecord | None:
+        async with self.db.execute(f"SELECT record FROM tasks WHERE {where} = ?", (value,)) as cur:
+            row = await cur.fetchone()
+        return TaskRecord.model_validate_json(row[0]) if row else None
+
+    async def task(self, task_id: str) -> TaskRecord | None:
+        return await self._one("task_id", task_id)
+
+    async def task_by_stream(self, stream_id: str) -> TaskRecord | None:
+        return await self._one("stream_id", stream_id)
+
+    async def update_task(self, task_id: str, **fields: Any) -> None:
+        record = await self.task(task_id)
+        if record is None:
+            raise KeyError(task_id)
+        updated = record.model_validate({**record.model_dump(), **fields})
+        await self.db.execute(
+            "UPDATE tasks SET status = ?, finished_at = ?, record = ? WHERE task_id = ?",
+            (updated.status, updated.finished_at, updated.model_dump_json(), task_id),
+        )
+        await self.db.commit()
+
+    async def list_tasks(
+        self, tenant_id: str, limit: int, offset: int
+    ) -> tuple[list[TaskRecord], int]:
+        async with self.db.execute(
+            "SELECT record FROM tasks WHERE tenant_id = ? ORDER BY created_at DESC, task_id"
+            " LIMIT ? OFFSET ?",
+            (tenant_id, limit, offset),
+        ) as cur:
+            rows = await cur.fetchall()
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM tasks WHERE tenant_id = ?", (tenant_id,)
+        ) as cur:
+            total_row = await cur.fetchone()
+        total = int(total_row[0]) if total_row else 0
+        return [TaskRecord.model_validate_json(row[0]) for row in rows], total
+
+    async def unfinished_tasks(self) -> list[TaskRecord]:
+        async with self.db.execute(
+            "SELECT record FROM tasks WHERE status IN (?, ?)", UNFINISHED
+        ) as cur:
+            return [TaskRecord.model_validate_json(row[0]) for row in await cur.fetchall()]
+
+    async def add_events(self, events: list[StoredEvent]) -> None:
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO events (stream_id, seq, event, data) VALUES (?, ?, ?, ?)",
+            [
+                (e.stream_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")))
+                for e in events
+            ],
+        )
+        await self.db.commit()
+
+    async def events(self, stream_id: str, after: int, limit: int) -> list[StoredEvent]:
+        async with self.db.execute(
+            "SELECT seq, event, data FROM events WHERE stream_id = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (stream_id, after, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            StoredEvent(stream_id=stream_id, seq=seq, event=name, data=json.loads(data))
+            for seq, name, data in rows
+        ]
+
+    async def last_seq(self, stream_id: str) -> int:
+        async with self.db.execute(
+            "SELECT MAX(seq) FROM events WHERE stream_id = ?", (stream_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def delete_tasks_finished_before(self, when: str) -> int:
+        async with self.db.execute(
+            "SELECT stream_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?",
+            (when,),
+        ) as cur:
+            streams = [row[0] for row in await cur.fetchall()]
+        for stream_id in streams:
+            await self.db.execute("DELETE FROM events WHERE stream_id = ?", (stream_id,))
+            await self.db.execute("DELETE FROM tasks WHERE stream_id = ?", (stream_id,))
+        await self.db.commit()
+        return len(streams)

@@ -1,0 +1,210 @@
+"""Test helpers: the real app under uvicorn on loopback, scripted agent replies, SSE reading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from httpx_sse import aconnect_sse
+
+from facilitair.config import Settings
+from facilitair.server.app import create_app
+from facilitair.server.auth import create_key
+from facilitair.store.sqlite import SQLiteStore
+from fakes.openai_server import FakeOpenAI, Reply
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """The real app, served by uvicorn in a thread of this process, on a fixed loopback port
+    (kept across restarts so clients can reconnect to the same address)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        config = uvicorn.Config(
+            create_app(self.settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=15)
+            if self._thread.is_alive():
+                raise RuntimeError("server did not stop")
+        self._server = None
+        self._thread = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def make_settings(data_dir: Path, fake: FakeOpenAI, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "llm_base_url": fake.base_url,
+        "llm_api_key": "test-key",
+        "llm_retry_base_s": 0.01,
+        "llm_first_token_timeout_s": 5.0,
+        "llm_timeout_s": 30.0,
+        "heartbeat_s": 15.0,
+        "sse_retry_ms": 500,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def new_key(settings: Settings, name: str, tenant: str | None = None) -> str:
+    async def make() -> str:
+        store = SQLiteStore(settings.sqlite_path)
+        await store.open()
+        try:
+            return (await create_key(store, name, tenant))[1]
+        finally:
+            await store.close()
+
+    return asyncio.run(make())
+
+
+# --- scripted replies --------------------------------------------------------------------
+
+
+def plan_reply(*chunks: tuple[str, str, list[str]]) -> str:
+    plan = {"chunks": [{"id": c, "description": d, "depends_on": deps} for c, d, deps in chunks]}
+    return (
+        "Design: a small service with a clear module per concern.\n\n"
+        f"```json\n{json.dumps(plan)}\n```\n"
+    )
+
+
+def code_reply(path: str, body: str, language: str = "python") -> str:
+    return f"Here is the file.\n\n```{language} path={path}\n{body}\n```\n"
+
+
+def verdict_reply(approved: bool = True, issues: list[dict[str, Any]] | None = None) -> str:
+    verdict = {"approved": approved, "score": 8 if approved else 4, "issues": issues or []}
+    return f"```json\n{json.dumps(verdict)}\n```\n"
+
+
+README_TEXT = "# Demo\n\nRun it with `python app.py`.\n"
+
+
+def script_happy_path(
+    fake: FakeOpenAI,
+    *,
+    chunks: int = 2,
+    coder_delay_s: float = 0.0,
+    independent: bool = True,
+) -> None:
+    """Architect plans `chunks` chunks, each coder writes one file, the reviewer approves."""
+    plan = [
+        (f"c{i}", f"Write module m{i}", [] if independent or i == 1 else [f"c{i - 1}"])
+        for i in range(1, chunks + 1)
+    ]
+    fake.script("architect", plan_reply(*plan))
+
+    def coder(request: Any) -> Reply:
+        user = request.messages[-1]["content"]
+        for chunk_id, _, _ in plan:
+            if f"Your chunk: {chunk_id}\n" in user:
+                break
+        lines = [f"line_{n} = {n}\n" for n in range(8)]
+        text = code_reply(f"pkg/{chunk_id}.py", "".join(lines).rstrip("\n"))
+        return Reply(text=text, delay_s=coder_delay_s)
+
+    fake.set_default("coder", coder)
+    fake.set_default("reviewer", verdict_reply(True))
+    fake.set_default("documenter", README_TEXT)
+
+
+# --- reading streams ----------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    id: str
+    event: str
+    data: dict[str, Any]
+    at: float
+
+    @property
+    def seq(self) -> int:
+        return int(self.id) if self.id else int(self.data["seq"])
+
+
+async def start_task(
+    client: httpx.AsyncClient, key: str, body: dict[str, Any] | None = None, **params: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/stream/task",
+        json=body or {"task": "Build a tiny key-value store"},
+        headers={"X-API-Key": key},
+        params=params,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def iter_events(
+    client: httpx.AsyncClient,
+    stream_id: str,
+    *,
+    key: str | None = None,
+    last_event_id: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> AsyncIterator[Received]:
+    headers = {"X-API-Key": key} if key else {}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    async with aconnect_sse(
+        client, "GET", f"/api/stream/events/{stream_id}", headers=headers, params=params
+    ) as source:
+        source.response.raise_for_status()
+        async for sse in source.aiter_sse():
+            yield Received(sse.id, sse.event, json.loads(sse.data), time.monotonic())
+
+
+async def collect(
+    client: httpx.AsyncClient, stream_id: str, key: str, **kwargs: Any
+) -> list[Received]:
+    return [e async for e in iter_events(client, stream_id, key=key, **kwargs)]
+
+
+def names(events: list[Received]) -> list[str]:
+    return [e.event for e in events]
