@@ -31,15 +31,19 @@ LANGUAGE_BY_EXTENSION = {
 }  # fmt: skip
 
 
+def _ints_as_text(value: Any) -> Any:
+    """Models often number chunks 1, 2, 3: accept them as ids "1", "2", "3"."""
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) else v for v in value]
+    return str(value) if isinstance(value, int) else value
+
+
 class PlanChunk(BaseModel):
     id: str = Field(min_length=1, max_length=40)
     description: str = Field(min_length=1)
     depends_on: list[str] = Field(default_factory=list)
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    _ids_as_text = field_validator("id", "depends_on", mode="before")(_ints_as_text)
 
 
 class ReviewIssue(BaseModel):
@@ -51,6 +55,8 @@ class ReviewIssue(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    _chunk_id_as_text = field_validator("chunk_id", mode="before")(_ints_as_text)
 
 
 class Verdict(BaseModel):
@@ -67,7 +73,10 @@ def fenced_blocks(text: str) -> list[tuple[str, str, int]]:
 def json_objects(text: str) -> list[Any]:
     """JSON values found in `text`: fenced blocks first, then the outermost {...} span."""
     candidates = [body for info, body, _ in fenced_blocks(text) if info in ("", "json", "JSON")]
-    start, end = text.find("{"), text.rfind("}")
+    # The outermost span: {...}, or [...] when the text opens with a bare array.
+    brace, bracket = text.find("{"), text.find("[")
+    start, closing = (bracket, "]") if -1 < bracket < brace or brace == -1 else (brace, "}")
+    end = text.rfind(closing)
     if start != -1 and end > start:
         candidates.append(text[start : end + 1])
     found = []
@@ -144,8 +153,10 @@ def extract_artifacts(text: str) -> list[Artifact]:
     files: dict[str, Artifact] = {}
     for info, body, start in fenced_blocks(text):
         words = info.split()
-        language = words[0].lower() if words and "=" not in words[0] else ""
-        path = _path_from_info(info, words) or _path_from_previous_line(text, start)
+        info_path = _path_from_info(info, words)
+        head = words[0] if words else ""
+        language = "" if "=" in head or head == info_path else head.lower()
+        path = info_path or _path_from_previous_line(text, start)
         if path is None:
             first, _, _ = body.partition("\n")
             match = FIRST_LINE_COMMENT.match(first)
@@ -154,7 +165,7 @@ def extract_artifacts(text: str) -> list[Artifact]:
         safe = safe_relative_path(path) if path else None
         if safe is None:
             continue
-        if not language or language == safe:
+        if not language:
             language = LANGUAGE_BY_EXTENSION.get(safe.rsplit(".", 1)[-1].lower(), "text")
         files[safe] = Artifact(path=safe, language=language, content=body)
     return list(files.values())

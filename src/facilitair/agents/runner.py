@@ -133,8 +133,10 @@ class TaskRunner:
             result = TaskResult(
                 content=outcome.content, artifacts=outcome.artifacts, metrics=metrics
             )
-            await emit(TaskCompleted(**result.model_dump()))
+            # The record is final before the stream ends, so a client that has just read the
+            # terminal event always finds the task's final status and result.
             await self._finish(record, totals, status="completed", result=result)
+            await emit(TaskCompleted(**result.model_dump()))
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None:
@@ -143,8 +145,8 @@ class TaskRunner:
                 await self._fail(record, INTERRUPTED, totals)
             else:
                 reason = self._cancel_reasons.pop(stream_id, "cancelled")
-                await emit(TaskCancelled(reason=reason))
                 await self._finish(record, totals, status="cancelled")
+                await emit(TaskCancelled(reason=reason))
         except BudgetExceeded as exc:
             await self._fail(
                 record,
@@ -178,8 +180,8 @@ class TaskRunner:
     async def _fail(
         self, record: TaskRecord, error: TaskError, totals: RunTotals | None = None
     ) -> None:
-        await self.events.append(record.stream_id, TaskErrorEvent(**error.model_dump()))
         await self._finish(record, totals, status="failed", error=error)
+        await self.events.append(record.stream_id, TaskErrorEvent(**error.model_dump()))
 
     async def _finish(
         self,

@@ -66,8 +66,11 @@ class MemoryEventLog:
         await self.flush()
 
     async def open(self, stream_id: str) -> None:
-        if stream_id not in self._live:
-            self._live[stream_id] = _LiveStream(stream_id, await self.store.last_seq(stream_id))
+        if stream_id in self._live:
+            return
+        if await self.is_finished(stream_id):
+            raise RuntimeError(f"stream {stream_id} has ended; it cannot be written again")
+        self._live[stream_id] = _LiveStream(stream_id, await self.store.last_seq(stream_id))
 
     async def append(self, stream_id: str, payload: Payload) -> StoredEvent:
         stream = self._live.get(stream_id)
@@ -109,6 +112,14 @@ class MemoryEventLog:
     async def last_seq(self, stream_id: str) -> int:
         stream = self._live.get(stream_id)
         return stream.seq if stream else await self.store.last_seq(stream_id)
+
+    async def is_finished(self, stream_id: str) -> bool:
+        stream = self._live.get(stream_id)
+        if stream is not None:
+            return stream.finished
+        last = await self.store.last_seq(stream_id)
+        tail = await self.store.events(stream_id, last - 1, 1)
+        return bool(tail) and tail[0].is_terminal
 
     async def read(
         self, stream_id: str, after: int = 0, *, heartbeat_s: float | None = None

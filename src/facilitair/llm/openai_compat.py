@@ -35,8 +35,10 @@ class OpenAICompatibleProvider:
             params["stop"] = request.stop
         finish_reason: str | None = None
         usage: Any = None
+        answered = False
         try:
             response = await self._client.chat.completions.create(**params)
+            answered = True
             async with response as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
@@ -49,6 +51,12 @@ class OpenAICompatibleProvider:
         except openai.APIStatusError as exc:
             raise _status_error(request.model, exc) from exc
         except openai.APIConnectionError as exc:
+            if answered:  # the SDK wraps transport errors that break an open stream
+                raise ProviderError(
+                    f"{request.model} stream broke: {exc.__cause__ or exc}",
+                    code="stream_interrupted",
+                    retryable=True,
+                ) from exc
             raise ProviderError(
                 f"cannot reach {self.base_url}: {exc}", code="connection_error", retryable=True
             ) from exc

@@ -17,7 +17,7 @@ FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled
 class TaskContext(BaseModel):
     """What the task is for. Unknown keys are kept (and shown to the agents) but never cached on."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     preferred_language: str | None = Field(default=None, max_length=100)
     frameworks: list[str] = Field(default_factory=list, max_length=50)
@@ -28,7 +28,9 @@ class TaskContext(BaseModel):
 
 
 class TaskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Types are strict: "5" is not a team size and "0.5" is not a budget."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
     context: TaskContext = Field(default_factory=TaskContext)

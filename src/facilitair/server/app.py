@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from facilitair import __version__
 from facilitair.config import Settings
+from facilitair.observability import Metrics
 from facilitair.server import routes_stream, routes_v1, routes_ws
 from facilitair.server.container import Container
-from facilitair.server.errors import error_response, install_error_handlers
+from facilitair.server.errors import install_error_handlers
+from facilitair.server.middleware import RequestGuard
 
 DESCRIPTION = """
 Run a team of LLM agents on a software task and stream their collaboration live.
@@ -27,13 +29,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = await Container.start(settings)
+        container = await Container.start(settings, metrics)
         app.state.container = container
         try:
             yield
         finally:
             await container.stop()
 
+    metrics = Metrics()
     app = FastAPI(
         title="Facilitair",
         version=__version__,
@@ -41,20 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return error_response(
-                413, f"request body over {settings.max_body_bytes} bytes", "too_large"
-            )
-        response = await call_next(request)
-        if response.status_code >= 400:
-            request.app.state.container.metrics.http_errors.labels(response.status_code).inc()
-        return response
+    app.add_middleware(RequestGuard, max_bytes=settings.max_body_bytes, errors=metrics.http_errors)
 
     app.include_router(routes_stream.router)
     app.include_router(routes_v1.router)

@@ -30,14 +30,14 @@ class Container:
     metrics: Metrics
 
     @classmethod
-    async def start(cls, settings: Settings) -> Container:
+    async def start(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
         agents = load_agent_config(settings.config)
         providers = build_providers(settings, agents)
         store = build_store(settings)
         await store.open()
         events = build_event_log(settings, store)
         await events.start()
-        metrics = Metrics()
+        metrics = metrics or Metrics()
         runner = TaskRunner(store, events, providers, agents, metrics)
         interrupted = await runner.recover()
         if interrupted:

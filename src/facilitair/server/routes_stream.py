@@ -82,10 +82,10 @@ async def stream_events(
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     principal = await _stream_principal(container, stream_id, x_api_key, ticket)
-    record = await tenant_stream(container, stream_id, principal.tenant_id)
+    await tenant_stream(container, stream_id, principal.tenant_id)
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
-    finished = record.status in FINISHED_STATUSES
-    if finished and after >= await container.events.last_seq(stream_id):
+    log = container.events
+    if after >= await log.last_seq(stream_id) and await log.is_finished(stream_id):
         return Response(status_code=204)
     settings = container.settings
 

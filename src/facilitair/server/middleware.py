@@ -1,0 +1,73 @@
+"""Pure ASGI middleware (no response wrapping, so event streams pass through untouched)."""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+class RequestGuard:
+    """Refuses request bodies over `max_bytes` with 413 — whether or not Content-Length is sent —
+    before the app sees them, and counts error responses by status."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, errors: Counter) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.errors = errors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                self.errors.labels(str(message["status"])).inc()
+            await send(message)
+
+        if scope["method"] in BODYLESS:
+            await self.app(scope, receive, counting_send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            body.extend(message.get("body", b""))
+            if len(body) > self.max_bytes:
+                await self._too_large(counting_send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, counting_send)
+
+    async def _too_large(self, send: Send) -> None:
+        payload = json.dumps(
+            {"error": {"code": "too_large", "message": f"request body over {self.max_bytes} bytes"}}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
