@@ -176,3 +176,25 @@ async def test_websocket_rejects_a_wrong_key(server: ServerThread) -> None:
         assert exc.response.status_code == 403
     except websockets.exceptions.ConnectionClosed as exc:
         assert exc.rcvd is not None and exc.rcvd.code == 4401
+
+
+async def test_finished_streams_expire_but_the_history_keeps_the_result(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server(stream_ttl_s=1)
+    key = new_key(server.settings, "alice")
+    script_happy_path(fake, chunks=1)
+    headers = {"X-API-Key": key}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        created = await start_task(client, key)
+        events = await collect(client, created["stream_id"], key)
+        assert events[-1].event == "task_completed"
+        for _ in range(50):
+            response = await client.get(created["events_url"], headers=headers)
+            if response.status_code == 404:
+                break
+            await asyncio.sleep(0.1)
+        assert response.status_code == 404
+        assert "expired" in response.json()["error"]["message"]
+        detail = await client.get(f"/api/v1/tasks/{created['task_id']}", headers=headers)
+        assert detail.json()["result"]["content"] == events[-1].data["content"]

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     no_auth: bool = False
     rate_limit_per_minute: int = Field(default=60, ge=1)
     ticket_ttl_s: int = Field(default=60, ge=1)
-    stream_ttl_s: int = Field(default=24 * 3600, ge=60)
+    stream_ttl_s: int = Field(default=24 * 3600, ge=1)
     heartbeat_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=3000, ge=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from facilitair.agents.runner import TaskRunner
 from facilitair.bus import EventLog, build_event_log
@@ -28,6 +30,7 @@ class Container:
     tickets: Tickets
     rate_limiter: RateLimiter
     metrics: Metrics
+    _expiry: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
@@ -47,7 +50,7 @@ class Container:
             if settings.secret_key
             else await store.secret("ticket_signing_key", secrets.token_urlsafe(32))
         )
-        return cls(
+        container = cls(
             settings=settings,
             agents=agents,
             store=store,
@@ -58,8 +61,23 @@ class Container:
             rate_limiter=RateLimiter(settings.rate_limit_per_minute),
             metrics=metrics,
         )
+        container._expiry = asyncio.create_task(container._expire_streams_forever())
+        return container
+
+    async def _expire_streams_forever(self) -> None:
+        ttl = self.settings.stream_ttl_s
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
+            stamp = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            try:
+                await self.store.expire_events(stamp)
+            except Exception:
+                log.exception("could not expire old streams")
+            await asyncio.sleep(min(600.0, ttl / 10))
 
     async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         await self.runner.stop()
         await self.events.stop()
         await self.store.close()

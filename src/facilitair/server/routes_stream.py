@@ -82,10 +82,13 @@ async def stream_events(
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     principal = await _stream_principal(container, stream_id, x_api_key, ticket)
-    await tenant_stream(container, stream_id, principal.tenant_id)
+    record = await tenant_stream(container, stream_id, principal.tenant_id)
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
     log = container.events
-    if after >= await log.last_seq(stream_id) and await log.is_finished(stream_id):
+    last = await log.last_seq(stream_id)
+    if last == 0 and record.status in FINISHED_STATUSES:
+        raise ApiError(404, f"stream {stream_id} has expired; its result is kept in the history")
+    if after >= last and await log.is_finished(stream_id):
         return Response(status_code=204)
     settings = container.settings
 

@@ -60,6 +60,7 @@ class Store(Protocol):
 
     async def last_seq(self, stream_id: str) -> int: ...
 
-    async def delete_tasks_finished_before(self, when: str) -> int:
-        """Forget finished tasks (and their events) older than `when`; return how many."""
+    async def expire_events(self, finished_before: str) -> int:
+        """Delete the events of tasks finished before then (the tasks stay in the history);
+        return how many streams expired."""
         ...

@@ -206,14 +206,11 @@ class SQLiteStore:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    async def delete_tasks_finished_before(self, when: str) -> int:
-        async with self.db.execute(
-            "SELECT stream_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?",
-            (when,),
-        ) as cur:
-            streams = [row[0] for row in await cur.fetchall()]
-        for stream_id in streams:
-            await self.db.execute("DELETE FROM events WHERE stream_id = ?", (stream_id,))
-            await self.db.execute("DELETE FROM tasks WHERE stream_id = ?", (stream_id,))
+    async def expire_events(self, finished_before: str) -> int:
+        cur = await self.db.execute(
+            "DELETE FROM events WHERE stream_id IN (SELECT stream_id FROM tasks"
+            " WHERE finished_at IS NOT NULL AND finished_at < ?)",
+            (finished_before,),
+        )
         await self.db.commit()
-        return len(streams)
+        return cur.rowcount
