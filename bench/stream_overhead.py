@@ -4,32 +4,35 @@ What it measures
     A fake OpenAI-compatible provider streams the coder's reply at a fixed rate (--rate tokens/s,
     --tokens per reply). Every token is the text `<NS>\\n`, where NS is `time.monotonic_ns()`
     taken by the fake just before it writes that token to the socket (CLOCK_MONOTONIC is
-    system-wide on Linux, so the stamp is comparable across processes). The client notes its own
+    system-wide on Linux, so stamps compare across processes). The client takes its own
     `time.monotonic_ns()` when the event carrying the token is parsed; the difference is the
-    send → receive latency of that token.
+    token's send → receive latency.
 
     For each level of N concurrent streams (--levels, default 10,100) it runs, in this order:
       direct      the baseline: N streaming chat completions read straight from the fake by the
                   same client code (httpx + httpx_sse), no Facilitair in between;
       facilitair  N tasks through the real server (`facilitair serve --no-auth`): POST
-                  /api/stream/task, read /api/stream/events/{id}; every token_stream event of
-                  the coder carries the stamps (default `filtered` verbosity flushes at line
-                  ends, so each token is forwarded as soon as it arrives).
+                  /api/stream/task, then read /api/stream/events/{id}; each coder token_stream
+                  event carries the stamps (the default `filtered` verbosity flushes at line
+                  ends, so every token is forwarded as soon as it arrives).
     It prints p50/p99/max latency of both, the added latency (facilitair minus direct at the
     same percentile), token events/s delivered and its ratio to the baseline's.
 
+    Steady state, not start-up: the fake holds every coder reply's first token until the client
+    has seen all N streams open (direct: response headers; facilitair: the coder's
+    chunk_started) and says "go", then releases them, each stream shifted by a phase that
+    spreads the N streams' tokens evenly over one token interval (instead of N in the same
+    millisecond). The burst of N task starts is reported on its own ("start-up" lines: POST
+    /api/stream/task, the events GET until its headers, and the time until all N coders run).
     The architect, reviewer and documenter answer at once with short fixed replies (one chunk,
-    approved), so each task is one coder turn plus a little bookkeeping. The fake delays each
-    coder reply's first token by 0.5 s (so the subscriber is connected before it starts; stamps
-    older than the subscription are excluded and counted as "replayed") plus a per-request
-    phase offset that spreads the streams' tokens evenly over one token interval instead of
-    sending all N in the same millisecond. Both apply to the baseline too.
+    approved), so a task is one coder turn plus bookkeeping; the reviewer and documenter turns
+    of streams that end first overlap the last tokens of the others, as they would in use.
 
-Processes (so that none shares a GIL with another): the fake provider, the Facilitair server,
-and this script (the client). All are on this machine; the figures include the client's and
-the fake's own costs, which the baseline measures and the "added" row subtracts.
+Processes (none shares a GIL with another): the fake provider (this file, `--fake-port`), the
+Facilitair server, and this script as the client. All share this machine's CPUs; the client's
+and the fake's own costs are in both paths, and the "added" row subtracts them.
 
-Run it from the repository root (about 30 s with the defaults; it stops by itself):
+Run it from the repository root (about 40 s with the defaults; it stops by itself):
 
     .venv/bin/python bench/stream_overhead.py
     .venv/bin/python bench/stream_overhead.py --levels 10,50,100 --tokens 100 --rate 20
@@ -53,8 +56,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,10 +69,11 @@ from httpx_sse import aconnect_sse
 SCRIPT = Path(__file__).resolve()
 TARGET_STREAMS = 100
 TARGET_P99_ADDED_MS = 5.0
-FIRST_TOKEN_DELAY_S = 0.5
+CPU_SAMPLE_S = 0.1
+GATE_TIMEOUT_S = 30.0  # the fake starts a held reply by itself after this long
 GOLDEN = (math.sqrt(5) - 1) / 2
 STAMP = re.compile(r"<(\d+)>")
-PARAMS = re.compile(r"bench-tokens=(\d+) bench-rate=([0-9.]+)")
+PARAMS = re.compile(r"bench-tokens=(\d+) bench-rate=([0-9.]+) bench-run=(\w+)")
 ROLE = re.compile(r"\b(architect|coder|reviewer|documenter)\b", re.IGNORECASE)
 TERMINAL = {"task_completed", "task_error", "task_cancelled"}
 
@@ -91,7 +96,7 @@ def run_async(main: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(main)
 
 
-# --- the fake provider (runs in its own process: `--fake-port P`) --------------------------
+# --- the fake provider (its own process: `--fake-port P`) ----------------------------------
 
 
 def _chunked(data: bytes) -> bytes:
@@ -102,16 +107,18 @@ def _sse_chunk(obj: dict[str, Any]) -> bytes:
     return _chunked(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
 
 
-def _response_head(status: str, headers: dict[str, str]) -> bytes:
+def _response(status: str, headers: dict[str, str], body: bytes = b"") -> bytes:
     lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers.items()), "Connection: close"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 class FakeProvider:
-    """A minimal OpenAI chat-completions server that stamps coder tokens at send time."""
+    """A minimal OpenAI chat-completions server (one request per connection) that stamps the
+    coder's tokens at send time. `POST /bench/go/<run>` releases the held replies of a run."""
 
     def __init__(self) -> None:
         self.requests = 0
+        self.gates: dict[str, asyncio.Event] = {}
 
     async def serve(self, port: int) -> None:
         server = await asyncio.start_server(self.handle, "127.0.0.1", port, backlog=4096)
@@ -121,6 +128,9 @@ class FakeProvider:
             loop.add_signal_handler(sig, stop.set)
         async with server:
             await stop.wait()
+
+    def gate(self, run: str) -> asyncio.Event:
+        return self.gates.setdefault(run, asyncio.Event())
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -132,18 +142,18 @@ class FakeProvider:
                 name, _, value = line.partition(":")
                 if name.strip().lower() == "content-length":
                     length = int(value.strip())
-            body = json.loads(await reader.readexactly(length)) if length else {}
+            raw = await reader.readexactly(length) if length else b""
             if method == "GET" and path.startswith("/v1/models"):
                 payload = b'{"object":"list","data":[{"id":"fake-model","object":"model"}]}'
-                head_bytes = _response_head(
-                    "200 OK",
-                    {"Content-Type": "application/json", "Content-Length": str(len(payload))},
-                )
-                writer.write(head_bytes + payload)
+                headers = {"Content-Type": "application/json", "Content-Length": str(len(payload))}
+                writer.write(_response("200 OK", headers, payload))
             elif method == "POST" and path.startswith("/v1/chat/completions"):
-                await self.chat(writer, body)
+                await self.chat(writer, json.loads(raw or b"{}"))
+            elif method == "POST" and path.startswith("/bench/go/"):
+                self.gate(path.removeprefix("/bench/go/")).set()
+                writer.write(_response("204 No Content", {}))
             else:
-                writer.write(_response_head("404 Not Found", {"Content-Length": "0"}))
+                writer.write(_response("404 Not Found", {"Content-Length": "0"}))
             await writer.drain()
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
@@ -159,35 +169,31 @@ class FakeProvider:
         role = found.group(1).lower() if found else "coder"
         user = str(messages[-1].get("content", "")) if messages else ""
         self.requests += 1
+        phase = (self.requests * GOLDEN) % 1.0
         base = {
             "id": f"chatcmpl-bench-{self.requests}",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": str(body.get("model", "fake-model")),
         }
-        writer.write(
-            _response_head(
-                "200 OK",
-                {
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-cache",
-                    "Transfer-Encoding": "chunked",
-                },
-            )
-        )
+        headers = {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "Transfer-Encoding": "chunked",
+        }
+        writer.write(_response("200 OK", headers))
         await writer.drain()
 
         def delta(text: str) -> bytes:
             choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
             return _sse_chunk({**base, "choices": [choice]})
 
-        sent = 0
         params = PARAMS.search(user)
         if role == "coder" and params is not None:
             count, rate = int(params.group(1)), float(params.group(2))
-            # Spread concurrent streams evenly over one token interval (golden-ratio sequence).
-            phase = (self.requests * GOLDEN) % 1.0
-            start = time.monotonic() + FIRST_TOKEN_DELAY_S + phase / rate
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate(params.group(3)).wait(), GATE_TIMEOUT_S)
+            start = time.monotonic() + phase / rate
             for i in range(count):
                 wait = start + i / rate - time.monotonic()
                 if wait > 0:
@@ -269,6 +275,15 @@ async def wait_ready(child: Child, url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{child.name} did not become ready at {url}:\n{child.tail()}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
 def facilitair_command() -> list[str]:
     script = Path(sys.executable).parent / "facilitair"
     if script.exists():
@@ -282,6 +297,14 @@ def facilitair_command() -> list[str]:
 # --- the client -------------------------------------------------------------------------
 
 
+def percentile(values: list[int], p: float) -> float:
+    """Nearest-rank percentile of nanosecond values, in ms (NaN when there are none)."""
+    data = sorted(values)
+    if not data:
+        return math.nan
+    return data[min(len(data) - 1, max(0, math.ceil(p / 100 * len(data)) - 1))] / 1e6
+
+
 @dataclass
 class Run:
     """What one path (direct or facilitair) delivered at one level."""
@@ -291,11 +314,38 @@ class Run:
     last_ns: int = 0
     token_events: int = 0
     events: int = 0
-    replayed: int = 0
+    early: int = 0
     endings: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     began_ns: int = 0
     ended_ns: int = 0
+    post_ns: list[int] = field(default_factory=list)  # POST /api/stream/task
+    open_ns: list[int] = field(default_factory=list)  # request sent → response headers
+    ready_s: float = math.nan  # level start → all N streams open and waiting for tokens
+    gate_timed_out: bool = False
+    go_ns: int = 0  # when the fake was told to release the tokens
+    cpu_samples: list[tuple[int, float]] = field(default_factory=list)  # (ns, server CPU s)
+
+    def server_cpu(self, since_ns: int, until_ns: int) -> tuple[float, float]:
+        """The server's CPU seconds between two instants (nearest samples), and its share of
+        one core over that time; NaN without samples."""
+        samples = [(t, c) for t, c in self.cpu_samples if not math.isnan(c)]
+        if len(samples) < 2:
+            return math.nan, math.nan
+        t0, c0 = min(samples, key=lambda s: abs(s[0] - since_ns))
+        t1, c1 = min(samples, key=lambda s: abs(s[0] - until_ns))
+        return c1 - c0, (c1 - c0) / ((t1 - t0) / 1e9) if t1 > t0 else math.nan
+
+    def peak_server_share(self, window_s: float = 1.0) -> float:
+        """The highest share of one core the server used over any `window_s`."""
+        best = math.nan
+        for i, (t0, c0) in enumerate(self.cpu_samples):
+            for t1, c1 in self.cpu_samples[i + 1 :]:
+                if (t1 - t0) / 1e9 >= window_s:
+                    share = (c1 - c0) / ((t1 - t0) / 1e9)
+                    best = share if math.isnan(best) else max(best, share)
+                    break
+        return best
 
     def record(self, text: str, now: int, since: int) -> None:
         stamps = [int(s) for s in STAMP.findall(text)]
@@ -306,16 +356,13 @@ class Run:
             self.first_ns = now
         self.last_ns = max(self.last_ns, now)
         for stamp in stamps:
-            if stamp < since:
-                self.replayed += 1
+            if stamp < since:  # sent before this client subscribed: a replay, not a stream
+                self.early += 1
             else:
                 self.latencies_ns.append(now - stamp)
 
-    def percentile_ms(self, p: float) -> float:
-        data = sorted(self.latencies_ns)
-        if not data:
-            return math.nan
-        return data[min(len(data) - 1, max(0, math.ceil(p / 100 * len(data)) - 1))] / 1e6
+    def ms(self, p: float) -> float:
+        return percentile(self.latencies_ns, p)
 
     @property
     def token_events_per_s(self) -> float:
@@ -329,24 +376,35 @@ class Run:
         return self.events / wall if wall > 0 else math.nan
 
 
-def _params(tokens: int, rate: float) -> str:
-    return f"bench-tokens={tokens} bench-rate={rate:g}"
+@dataclass(frozen=True)
+class Job:
+    run: Run
+    run_id: str
+    ready: Callable[[], None]
+
+
+def _params(tokens: int, rate: float, run_id: str) -> str:
+    return f"bench-tokens={tokens} bench-rate={rate:g} bench-run={run_id}"
 
 
 async def direct_stream(
-    client: httpx.AsyncClient, fake_url: str, tokens: int, rate: float, run: Run
+    client: httpx.AsyncClient, fake_url: str, tokens: int, rate: float, job: Job
 ) -> None:
+    run = job.run
     body = {
         "model": "fake-model",
         "stream": True,
         "messages": [
             {"role": "system", "content": "You are a Coder."},
-            {"role": "user", "content": _params(tokens, rate)},
+            {"role": "user", "content": _params(tokens, rate, job.run_id)},
         ],
     }
+    sent = time.monotonic_ns()
     async with aconnect_sse(client, "POST", f"{fake_url}/chat/completions", json=body) as source:
         source.response.raise_for_status()
         since = time.monotonic_ns()
+        run.open_ns.append(since - sent)
+        job.ready()
         async for sse in source.aiter_sse():
             now = time.monotonic_ns()
             run.events += 1
@@ -359,16 +417,20 @@ async def direct_stream(
 
 
 async def facilitair_stream(
-    client: httpx.AsyncClient, server_url: str, index: int, tokens: int, rate: float, run: Run
+    client: httpx.AsyncClient, server_url: str, index: int, tokens: int, rate: float, job: Job
 ) -> None:
-    task = {"task": f"Benchmark stream {index}. {_params(tokens, rate)}", "cache": "off"}
-    created = await client.post(f"{server_url}/api/stream/task", json=task)
+    run = job.run
+    task = {"task": f"Benchmark stream {index}. {_params(tokens, rate, job.run_id)}"}
+    posted = time.monotonic_ns()
+    created = await client.post(f"{server_url}/api/stream/task", json={**task, "cache": "off"})
     created.raise_for_status()
-    stream_id = created.json()["stream_id"]
-    url = f"{server_url}/api/stream/events/{stream_id}"
+    sent = time.monotonic_ns()
+    run.post_ns.append(sent - posted)
+    url = f"{server_url}/api/stream/events/{created.json()['stream_id']}"
     async with aconnect_sse(client, "GET", url) as source:
         source.response.raise_for_status()
         since = time.monotonic_ns()
+        run.open_ns.append(since - sent)
         async for sse in source.aiter_sse():
             now = time.monotonic_ns()
             run.events += 1
@@ -376,35 +438,71 @@ async def facilitair_stream(
                 data = json.loads(sse.data)
                 if data.get("role") == "coder":
                     run.record(str(data.get("tokens", "")), now, since)
+            elif sse.event == "chunk_started" and json.loads(sse.data).get("role") == "coder":
+                job.ready()
             elif sse.event in TERMINAL:
                 run.endings[sse.event] += 1
                 return
     run.endings["closed early"] += 1
 
 
+Stream = Callable[[httpx.AsyncClient, int, Job], Awaitable[None]]
+
+
 async def drive(
-    streams: int,
-    timeout_s: float,
-    one: Callable[[httpx.AsyncClient, int, Run], Coroutine[Any, Any, None]],
+    streams: int, timeout_s: float, fake_url: str, one: Stream, server_pid: int | None = None
 ) -> Run:
+    """N concurrent streams; once all N are open, tell the fake to release their tokens."""
     run = Run()
+    run_id = uuid.uuid4().hex[:12]
+    waiting: set[int] = set()
+    all_open = asyncio.Event()
+
+    def make_ready(index: int) -> Callable[[], None]:
+        def ready() -> None:
+            waiting.add(index)
+            if len(waiting) >= streams:
+                all_open.set()
+
+        return ready
+
     limits = httpx.Limits(max_connections=2 * streams + 10, max_keepalive_connections=streams + 10)
-    timeout = httpx.Timeout(30.0, connect=10.0)
+    timeout = httpx.Timeout(GATE_TIMEOUT_S + 30.0, connect=10.0)
 
     async def guarded(client: httpx.AsyncClient, index: int) -> None:
         try:
-            await one(client, index, run)
-        except Exception as exc:  # counted and shown; a benchmark run goes on
+            await one(client, index, Job(run, run_id, make_ready(index)))
+        except Exception as exc:  # counted and shown; the benchmark goes on
             run.failures[f"{type(exc).__name__}: {exc}"[:120]] += 1
+
+    async def release(client: httpx.AsyncClient) -> None:
+        try:
+            await asyncio.wait_for(all_open.wait(), GATE_TIMEOUT_S - 5)
+        except TimeoutError:
+            run.gate_timed_out = True
+        run.go_ns = time.monotonic_ns()
+        run.ready_s = (run.go_ns - run.began_ns) / 1e9
+        (await client.post(f"{fake_url.removesuffix('/v1')}/bench/go/{run_id}")).raise_for_status()
+
+    async def sample(pid: int) -> None:
+        while True:  # cancelled when the level ends
+            run.cpu_samples.append((time.monotonic_ns(), cpu_seconds(pid)))
+            await asyncio.sleep(CPU_SAMPLE_S)
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         run.began_ns = time.monotonic_ns()
+        sampler = asyncio.create_task(sample(server_pid)) if server_pid is not None else None
         try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.gather(*(guarded(client, i) for i in range(streams)))
+            async with asyncio.timeout(GATE_TIMEOUT_S + timeout_s):
+                await asyncio.gather(release(client), *(guarded(client, i) for i in range(streams)))
         except TimeoutError:
-            run.failures[f"level timed out after {timeout_s:.0f} s"] += 1
+            run.failures[f"level timed out after {GATE_TIMEOUT_S + timeout_s:.0f} s"] += 1
         run.ended_ns = time.monotonic_ns()
+        if sampler is not None and server_pid is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            run.cpu_samples.append((time.monotonic_ns(), cpu_seconds(server_pid)))
     return run
 
 
@@ -419,11 +517,11 @@ class Level:
 
     @property
     def added_p99_ms(self) -> float:
-        return self.via.percentile_ms(99) - self.direct.percentile_ms(99)
+        return self.via.ms(99) - self.direct.ms(99)
 
 
 def _f(value: float, fmt: str = "8.2f") -> str:
-    return format(value, fmt) if not math.isnan(value) else format("n/a", fmt[0] + "s")
+    return format(value, fmt) if not math.isnan(value) else format("n/a", ">" + fmt.lstrip("+"))
 
 
 def report(levels: list[Level], tokens: int, rate: float) -> None:
@@ -432,7 +530,7 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
         f"Stream overhead: {tokens} tokens/stream at {rate:g} tokens/s, one token per event, "
         f"{os.cpu_count()} CPUs"
     )
-    print("latency = fake-provider send -> client receive, per token (ms)")
+    print("latency = fake-provider send -> client receive, per token, in ms")
     print()
     header = (
         f"{'streams':>7}  {'path':<10}  {'tokens':>11}  {'p50':>8}  {'p99':>8}  {'max':>8}  "
@@ -445,29 +543,57 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
         for name, run in (("direct", level.direct), ("facilitair", level.via)):
             got = f"{len(run.latencies_ns)}/{expected}"
             print(
-                f"{level.streams:>7}  {name:<10}  {got:>11}  {_f(run.percentile_ms(50))}  "
-                f"{_f(run.percentile_ms(99))}  {_f(run.percentile_ms(100))}  "
+                f"{level.streams:>7}  {name:<10}  {got:>11}  {_f(run.ms(50))}  "
+                f"{_f(run.ms(99))}  {_f(run.ms(100))}  "
                 f"{_f(run.token_events_per_s, '9.1f')}  {_f(run.events_per_s, '9.1f')}"
             )
-        added50 = level.via.percentile_ms(50) - level.direct.percentile_ms(50)
+        added50 = level.via.ms(50) - level.direct.ms(50)
         ratio = level.via.token_events_per_s / level.direct.token_events_per_s
         print(
             f"{level.streams:>7}  {'added':<10}  {'':>11}  {_f(added50, '+8.2f')}  "
             f"{_f(level.added_p99_ms, '+8.2f')}  {'':>8}  {_f(ratio, '8.3f')}x"
         )
     print()
-    print(
-        "tokens = stamps measured / expected; tok ev/s = events carrying tokens per second "
-        "between the first and last; all ev/s = every SSE event / wall time of the level "
-        "(for facilitair it includes the architect/reviewer/documenter turns); "
-        "added = facilitair minus direct at the same percentile; x = tok ev/s ratio."
-    )
+    print("tokens = stamps measured / sent. tok ev/s = token-carrying events per second from the")
+    print("first to the last; x = its facilitair/direct ratio. all ev/s = every SSE event over")
+    print("the level's wall time, start-up included. added = facilitair minus direct at the same")
+    print("percentile.")
+    print()
+    print("start-up, ms p50/p99 (facilitair: POST task; open = events GET -> headers;")
+    print("ready = s until every stream's coder turn was waiting for its first token)")
+    for level in levels:
+        d, v = level.direct, level.via
+        print(
+            f"{level.streams:>7} streams: direct open {_f(percentile(d.open_ns, 50), '.1f')}/"
+            f"{_f(percentile(d.open_ns, 99), '.1f')}, ready {_f(d.ready_s, '.2f')} s | "
+            f"facilitair POST {_f(percentile(v.post_ns, 50), '.1f')}/"
+            f"{_f(percentile(v.post_ns, 99), '.1f')}, open {_f(percentile(v.open_ns, 50), '.1f')}/"
+            f"{_f(percentile(v.open_ns, 99), '.1f')}, ready {_f(v.ready_s, '.2f')} s"
+        )
+    print()
+    print("server CPU in the facilitair run (share of one core): start-up = until the go;")
+    print("streaming = from the go to the last token received; peak = busiest 1 s")
+    for level in levels:
+        v = level.via
+        _, up_share = v.server_cpu(v.began_ns, v.go_ns)
+        cpu, share = v.server_cpu(v.go_ns, v.last_ns)
+        per_token = cpu / max(1, len(v.latencies_ns)) * 1e6
+        print(
+            f"{level.streams:>7} streams: start-up {_f(100 * up_share, '.0f')}%, streaming "
+            f"{_f(100 * share, '.0f')}% = {_f(per_token, '.0f')} us per token, "
+            f"peak {_f(100 * v.peak_server_share(), '.0f')}%"
+        )
     for level in levels:
         for name, run in (("direct", level.direct), ("facilitair", level.via)):
             notes = []
-            if run.replayed:
-                notes.append(f"{run.replayed} stamps older than the subscription (excluded)")
-            bad = {k: v for k, v in run.endings.items() if k not in ("done", "task_completed")}
+            if run.gate_timed_out:
+                notes.append("not every stream opened in time; tokens were released anyway")
+            if run.early:
+                notes.append(f"{run.early} stamps sent before the client subscribed (excluded)")
+            lost = level.streams * tokens - len(run.latencies_ns) - run.early
+            if lost:
+                notes.append(f"{lost} tokens never arrived")
+            bad = {k: n for k, n in run.endings.items() if k not in ("done", "task_completed")}
             if bad:
                 notes.append(f"endings {dict(bad)}")
             if run.failures:
@@ -482,7 +608,7 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
         met = complete and at_target.added_p99_ms < TARGET_P99_ADDED_MS
         verdict = ("MET" if met else "NOT MET") + f" ({_f(at_target.added_p99_ms, '+.2f')} ms)"
         if not complete:
-            verdict += ", tokens were lost"
+            verdict += ", not every token was measured"
     print()
     print(
         f"target: p99 added latency < {TARGET_P99_ADDED_MS:g} ms at {TARGET_STREAMS} streams: "
@@ -495,12 +621,8 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
 
 async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) -> list[Level]:
     fake_port, server_port = free_port(), free_port()
-    fake = spawn(
-        "fake",
-        [sys.executable, str(SCRIPT), "--fake-port", str(fake_port)],
-        dict(os.environ),
-        workdir,
-    )
+    argv = [sys.executable, str(SCRIPT), "--fake-port", str(fake_port)]
+    fake = spawn("fake", argv, dict(os.environ), workdir)
     children.append(fake)
     fake_url = f"http://127.0.0.1:{fake_port}/v1"
     await wait_ready(fake, f"{fake_url}/models")
@@ -519,25 +641,25 @@ async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) 
     await wait_ready(server, f"{server_url}/api/v1/health")
 
     tokens, rate = args.tokens, args.rate
-    timeout_s = FIRST_TOKEN_DELAY_S + 1 / rate + tokens / rate * 1.5 + 15
+    timeout_s = 2 / rate + tokens / rate * 1.5 + 15
 
-    async def direct(client: httpx.AsyncClient, index: int, run: Run) -> None:
-        await direct_stream(client, fake_url, tokens, rate, run)
+    async def direct(client: httpx.AsyncClient, index: int, job: Job) -> None:
+        await direct_stream(client, fake_url, tokens, rate, job)
 
-    async def via(client: httpx.AsyncClient, index: int, run: Run) -> None:
-        await facilitair_stream(client, server_url, index, tokens, rate, run)
+    async def via(client: httpx.AsyncClient, index: int, job: Job) -> None:
+        await facilitair_stream(client, server_url, index, tokens, rate, job)
 
-    async def warm(client: httpx.AsyncClient, index: int, run: Run) -> None:
-        await facilitair_stream(client, server_url, index, 5, 50.0, run)
+    async def warm(client: httpx.AsyncClient, index: int, job: Job) -> None:
+        await facilitair_stream(client, server_url, index, 5, 50.0, job)
 
-    # Warm the server (imports, first SQLite writes, connection pools) before measuring.
-    await drive(4, 20.0, warm)
+    # Warm the server up (imports, first SQLite writes, connection pools) before measuring.
+    await drive(4, 20.0, fake_url, warm)
     levels = []
     for streams in args.levels:
         print(f"... {streams} streams: direct", file=sys.stderr, flush=True)
-        baseline = await drive(streams, timeout_s, direct)
+        baseline = await drive(streams, timeout_s, fake_url, direct)
         print(f"... {streams} streams: facilitair", file=sys.stderr, flush=True)
-        measured = await drive(streams, timeout_s, via)
+        measured = await drive(streams, timeout_s, fake_url, via, server.proc.pid)
         levels.append(Level(streams, baseline, measured))
     for child in children:
         if child.proc.poll() is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,66 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from httpx_sse import aconnect_sse
 
 from facilitair.config import Settings
-from facilitair.server.app import create_app
 from facilitair.server.auth import create_key
+from facilitair.server.background import BackgroundServer
 from facilitair.store.sqlite import SQLiteStore
 from fakes.openai_server import FakeOpenAI, Reply
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerThread:
-    """The real app, served by uvicorn in a thread of this process, on a fixed loopback port
-    (kept across restarts so clients can reconnect to the same address)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServerThread:
-        config = uvicorn.Config(
-            create_app(self.settings),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=15)
-            if self._thread.is_alive():
-                raise RuntimeError("server did not stop")
-        self._server = None
-        self._thread = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+ServerThread = BackgroundServer
 
 
 def make_settings(data_dir: Path, fake: FakeOpenAI, **overrides: Any) -> Settings:

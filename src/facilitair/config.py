@@ -83,12 +83,39 @@ class WorkflowConfig(BaseModel):
     sequential: SequentialConfig = Field(default_factory=SequentialConfig)
 
 
+class LocalModelConfig(BaseModel):
+    model: str = "SmolLM2-135M-Instruct"
+    model_path: str = ""
+    context_tokens: int = Field(default=4096, ge=256)
+    threads: int = Field(default=2, ge=1)
+    repeat_penalty: float = Field(default=1.3, ge=1.0)
+    max_tokens: int = Field(default=384, ge=16)
+
+
 class AgentConfig(BaseModel):
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    local: LocalModelConfig = Field(default_factory=LocalModelConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     roles: dict[str, RoleConfig]
     prices: dict[str, Price] = Field(default_factory=dict)
     speeds: dict[str, float] = Field(default_factory=dict)
+
+    def uses_local_model(self, settings: Settings) -> bool:
+        default = self.providers.get("default")
+        return default is not None and not (default.base_url or settings.llm_base_url)
+
+    def resolved(self, settings: Settings) -> AgentConfig:
+        """This config as it will run: without an endpoint for the default provider, its roles
+        run the local model (and have no fallbacks: there is nothing else to fall back to)."""
+        if not self.uses_local_model(settings):
+            return self
+        roles = {
+            key: role.model_copy(update={"model": self.local.model, "fallbacks": []})
+            if role.provider == "default"
+            else role
+            for key, role in self.roles.items()
+        }
+        return self.model_copy(update={"roles": roles})
 
     def price_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         price = self.prices.get(model)

@@ -1,17 +1,23 @@
-"""The `facilitair` command."""
+"""The `facilitair` command: run tasks and watch them, serve the API, manage keys."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from facilitair.cli.client import ClientError, FacilitairClient, ServerUnreachable
+from facilitair.cli.session import connect
 from facilitair.config import Settings
+from facilitair.llm import NoProviderConfigured
 from facilitair.protocol.events import utc_now
 from facilitair.server.auth import create_key
 from facilitair.store import Store, build_store
@@ -20,10 +26,173 @@ app = typer.Typer(
     help="Watch a team of LLM agents build software together.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-err = Console(stderr=True)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+
+class Exit(IntEnum):
+    COMPLETED = 0
+    TASK_FAILED = 1
+    USAGE = 2
+    UNREACHABLE = 3
+    INTERRUPTED = 130
+
+
+def _call(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a client coroutine, turning transport and API errors into one sentence."""
+    try:
+        return asyncio.run(coroutine)
+    except ServerUnreachable as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(Exit.UNREACHABLE) from None
+    except ClientError as exc:
+        err.print(f"[red]{exc.message}[/]")
+        usage = exc.status in (400, 413, 422)
+        raise typer.Exit(Exit.USAGE if usage else Exit.TASK_FAILED) from None
+    except NoProviderConfigured as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(Exit.USAGE) from None
+
+
+# --- run and watch ------------------------------------------------------------------------
+
+
+def _parse_models(pairs: list[str]) -> dict[str, str]:
+    models: dict[str, str] = {}
+    for pair in pairs:
+        role, sep, model = pair.partition("=")
+        if not sep or not role.strip() or not model.strip():
+            raise typer.BadParameter(f"{pair!r} is not ROLE=MODEL", param_hint="--model")
+        models[role.strip()] = model.strip()
+    return models
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="What to build")],
+    language: Annotated[str | None, typer.Option(help="Preferred language")] = None,
+    framework: Annotated[
+        list[str] | None, typer.Option(help="A framework to use (repeatable)")
+    ] = None,
+    team_size: Annotated[int | None, typer.Option(min=1, help="Size of the team")] = None,
+    workflow: Annotated[str, typer.Option(help="Workflow to run")] = "sequential",
+    verbosity: Annotated[
+        str, typer.Option(help="filtered (whole lines) or full (every delta)")
+    ] = "filtered",
+    budget: Annotated[float | None, typer.Option(min=0.0, help="Stop at this cost (USD)")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="ROLE=MODEL override (repeatable)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the files and RESULT.md here")] = None,
+    force: Annotated[bool, typer.Option(help="Replace existing files in --out")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON event per line on stdout")
+    ] = False,
+    detach: Annotated[bool, typer.Option(help="Print the stream id and return at once")] = False,
+) -> None:
+    """Run a task and watch the agents work on it."""
+    from facilitair.cli.runner import RunOptions, run_task
+
+    if verbosity not in ("filtered", "full"):
+        raise typer.BadParameter("must be filtered or full", param_hint="--verbosity")
+    context: dict[str, Any] = {}
+    if language:
+        context["preferred_language"] = language
+    if framework:
+        context["frameworks"] = framework
+    if team_size:
+        context["team_size"] = team_size
+    body: dict[str, Any] = {
+        "task": task,
+        "context": context,
+        "workflow": workflow,
+        "verbosity": verbosity,
+        "models": _parse_models(model or []),
+    }
+    if budget:
+        body["budget_usd"] = budget
+    options = RunOptions(
+        json_output=json_output or not sys.stdout.isatty(),
+        out=out,
+        force=force,
+        detach=detach,
+    )
+    code = _call(run_task(body, options))
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    stream_id: Annotated[str, typer.Argument(help="The stream to follow")],
+    from_id: Annotated[
+        int, typer.Option("--from", min=0, help="Start after this event id (0: from the start)")
+    ] = 0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON event per line on stdout")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the files and RESULT.md here")] = None,
+    force: Annotated[bool, typer.Option(help="Replace existing files in --out")] = False,
+) -> None:
+    """Follow a stream (live or finished), from the start or from an event id."""
+    from facilitair.cli.runner import RunOptions, watch_stream
+
+    options = RunOptions(
+        json_output=json_output or not sys.stdout.isatty(), out=out, force=force, detach=False
+    )
+    raise typer.Exit(_call(watch_stream(stream_id, from_id, options)))
+
+
+async def _with_client(action: Callable[[FacilitairClient], Awaitable[T]]) -> T:
+    async with connect() as target, FacilitairClient(target.base_url, target.api_key) as client:
+        return await action(client)
+
+
+@app.command()
+def status(stream_id: Annotated[str, typer.Argument(help="The stream to ask about")]) -> None:
+    """Where a task stands."""
+    result = _call(_with_client(lambda client: client.status(stream_id)))
+    if sys.stdout.isatty():
+        table = Table.grid(padding=(0, 2))
+        for name, value in result.items():
+            table.add_row(name, json.dumps(value) if isinstance(value, dict) else str(value))
+        Console().print(table)
+    else:
+        print(json.dumps(result))
+
+
+@app.command()
+def cancel(stream_id: Annotated[str, typer.Argument(help="The stream to stop")]) -> None:
+    """Stop a running task; what it wrote so far is kept."""
+    result = _call(_with_client(lambda client: client.cancel(stream_id)))
+    err.print(f"Task {result['task_id']} is {result['status']}.")
+
+
+@app.command()
+def tasks(
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """Your past tasks, newest first."""
+    result = _call(_with_client(lambda client: client.tasks(limit, offset)))
+    if not sys.stdout.isatty():
+        print(json.dumps(result))
+        return
+    table = Table("created", "status", "stream", "cost", "task")
+    for item in result["items"]:
+        cost = "unknown" if item["cost_usd"] is None else f"${item['cost_usd']:.4f}"
+        table.add_row(
+            item["created_at"][:19], item["status"], item["stream_id"], cost,
+            item["task"][:60],
+        )  # fmt: skip
+    Console().print(table)
+    err.print(f"{len(result['items'])} of {result['total']}")
+
+
+# --- serve and keys -----------------------------------------------------------------------
 
 
 @app.command()
@@ -38,7 +207,6 @@ def serve(
     """Start the API server."""
     import uvicorn
 
-    from facilitair.llm import NoProviderConfigured
     from facilitair.server.app import create_app
 
     settings = Settings(no_auth=True) if no_auth else Settings()
@@ -51,10 +219,7 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
     except NoProviderConfigured as exc:
         err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-
-
-T = TypeVar("T")
+        raise typer.Exit(Exit.USAGE) from None
 
 
 async def _with_store(action: Callable[[Store], Awaitable[T]]) -> T:

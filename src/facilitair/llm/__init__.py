@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from facilitair.config import AgentConfig, Settings
 from facilitair.llm.base import LLMProvider, ProviderError
+from facilitair.llm.local import LlamaCppProvider, bundled_model_path, llama_available
 from facilitair.llm.openai_compat import OpenAICompatibleProvider
 from facilitair.llm.retry import RetryingProvider, RetryPolicy
 
@@ -35,6 +37,8 @@ class NoProviderConfigured(RuntimeError):
 
 
 def build_providers(settings: Settings, config: AgentConfig) -> ProviderSet:
+    """One provider per [providers.NAME] entry; raises NoProviderConfigured with a sentence
+    that says what to set when one cannot work."""
     policy = RetryPolicy(
         max_retries=settings.llm_max_retries,
         base_delay_s=settings.llm_retry_base_s,
@@ -49,12 +53,35 @@ def build_providers(settings: Settings, config: AgentConfig) -> ProviderSet:
             base_url = base_url or settings.llm_base_url
             if api_key is None and settings.llm_api_key is not None:
                 api_key = settings.llm_api_key.get_secret_value()
+            if base_url is None:
+                providers[name] = RetryingProvider(_local_provider(config), policy)
+                continue
         if base_url is None:
             raise NoProviderConfigured(
-                f"LLM provider {name!r} has no base URL: set FAC_LLM_BASE_URL to an "
-                "OpenAI-compatible endpoint (OpenAI, OpenRouter, Ollama, vLLM, llama.cpp server) "
-                "or give it a base_url in the FAC_CONFIG file"
+                f"LLM provider {name!r} has no base_url in the FAC_CONFIG file"
             )
         inner = OpenAICompatibleProvider(base_url, api_key, timeout_s=settings.llm_timeout_s)
         providers[name] = RetryingProvider(inner, policy)
+    missing = {role.provider for role in config.roles.values()} - set(providers)
+    if missing:
+        raise NoProviderConfigured(f"roles name unknown provider(s): {', '.join(sorted(missing))}")
     return ProviderSet(providers)
+
+
+def _local_provider(config: AgentConfig) -> LLMProvider:
+    local = config.local
+    path = Path(local.model_path) if local.model_path else bundled_model_path()
+    if path is None or not llama_available():
+        raise NoProviderConfigured(
+            "No LLM is configured and the offline model is not installed. Either set "
+            "FAC_LLM_BASE_URL (and FAC_LLM_API_KEY) to an OpenAI-compatible endpoint — OpenAI, "
+            "OpenRouter, Ollama, vLLM, llama.cpp server — or run `bash scripts/setup.sh`, which "
+            "installs llama-cpp-python and the SmolLM2 model."
+        )
+    return LlamaCppProvider(
+        path,
+        n_ctx=local.context_tokens,
+        threads=local.threads,
+        repeat_penalty=local.repeat_penalty,
+        max_tokens=local.max_tokens,
+    )

@@ -34,7 +34,7 @@ class Container:
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
-        agents = load_agent_config(settings.config)
+        agents = load_agent_config(settings.config).resolved(settings)
         providers = build_providers(settings, agents)
         store = build_store(settings)
         await store.open()
