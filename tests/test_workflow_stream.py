@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 
 from fakes.openai_server import FakeOpenAI
-from support import collect, iter_events, names, script_happy_path, start_task
+from support import collect, names, script_happy_path, start_task
 
 
 async def test_full_run_streams_every_stage_in_order(
@@ -62,7 +64,7 @@ async def test_independent_chunks_run_concurrently_and_interleave(
 
     order = [e.data["chunk_id"] for e in events if e.event == "token_stream"]
     coder_order = [c for c in order if c.startswith("c")]
-    switches = sum(1 for a, b in zip(coder_order, coder_order[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(coder_order) if a != b)
     assert switches > 3, coder_order  # interleaved, not one chunk after another
     calls = fake.requests_for("coder")
     assert max(c.received_at for c in calls) < min(c.finished_at or 0 for c in calls)
