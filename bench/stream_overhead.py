@@ -23,7 +23,8 @@ What it measures
     chunk_started) and says "go", then releases them, each stream shifted by a phase that
     spreads the N streams' tokens evenly over one token interval (instead of N in the same
     millisecond). The burst of N task starts is reported on its own ("start-up" lines: POST
-    /api/stream/task, the events GET until its headers, and the time until all N coders run).
+    /api/stream/task, the events GET until its headers, and the time until all N coders run),
+    and so is the server's CPU use (sampled from /proc every 0.1 s; Linux only).
     The architect, reviewer and documenter answer at once with short fixed replies (one chunk,
     approved), so a task is one coder turn plus bookkeeping; the reviewer and documenter turns
     of streams that end first overlap the last tokens of the others, as they would in use.
@@ -32,7 +33,7 @@ Processes (none shares a GIL with another): the fake provider (this file, `--fak
 Facilitair server, and this script as the client. All share this machine's CPUs; the client's
 and the fake's own costs are in both paths, and the "added" row subtracts them.
 
-Run it from the repository root (about 40 s with the defaults; it stops by itself):
+Run it from the repository root (about 35 s with the defaults; it stops by itself):
 
     .venv/bin/python bench/stream_overhead.py
     .venv/bin/python bench/stream_overhead.py --levels 10,50,100 --tokens 100 --rate 20
