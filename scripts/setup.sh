@@ -32,6 +32,7 @@ fi
 stamp=.venv/.facilitair-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    # [local] compiles llama.cpp the first time (minutes on 2 cores); pip caches the wheel.
+    .venv/bin/python -m pip install -q -e '.[dev,local]'
     touch "$stamp"
 fi

@@ -83,7 +83,6 @@ class LlamaCppProvider:
                 return
             try:
                 llama = self._load()
-                prompt_tokens = self._count_prompt(llama, request)
                 chunks = llama.create_chat_completion(
                     messages=[{"role": m.role, "content": m.content} for m in request.messages],
                     temperature=request.temperature,
@@ -99,11 +98,14 @@ class LlamaCppProvider:
                         chunks.close()
                         return
                     choice = chunk["choices"][0]
-                    text = choice.get("delta", {}).get("content")
-                    if text:
+                    delta = choice.get("delta", {})
+                    if "content" in delta:  # one chunk per generated token, text or not
                         produced += 1
-                        put(TextDelta(text))
+                        if delta["content"]:
+                            put(TextDelta(delta["content"]))
                     finish = choice.get("finish_reason") or finish
+                # The context now holds the templated prompt and the generated tokens.
+                prompt_tokens = max(0, int(llama.n_tokens) - produced)
                 put(Completion(prompt_tokens, produced, finish or "stop"))
             except Exception as exc:
                 put(ProviderError(f"local model failed: {type(exc).__name__}: {exc}"))
@@ -120,10 +122,6 @@ class LlamaCppProvider:
             await future
         finally:
             stop.set()
-
-    def _count_prompt(self, llama: Any, request: ChatRequest) -> int:
-        text = "".join(f"{m.role}\n{m.content}\n" for m in request.messages)
-        return len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     async def check(self) -> str:
         if not llama_available():

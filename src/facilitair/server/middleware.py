@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +40,8 @@ class RequestGuard:
                 return  # the client went away before sending its body
             body.extend(message.get("body", b""))
             if len(body) > self.max_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive)
                 await self._too_large(counting_send)
                 return
             if not message.get("more_body", False):
@@ -54,6 +57,19 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, counting_send)
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read (and drop) the rest of an oversized upload, within bounds: closing a socket with
+        unread data makes the kernel reset it, and the client would never see the 413."""
+        budget = 10 * self.max_bytes
+        with anyio.move_on_after(5.0):
+            while budget > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
 
     async def _too_large(self, send: Send) -> None:
         payload = json.dumps(
