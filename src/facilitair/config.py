@@ -7,10 +7,14 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NoProviderConfigured(RuntimeError):
+    """No LLM can serve a role; the message says what to set."""
 
 
 def default_data_dir() -> Path:
@@ -37,7 +41,20 @@ class Settings(BaseSettings):
     stream_ttl_s: int = Field(default=24 * 3600, ge=1)
     heartbeat_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=3000, ge=0)
+    web_dir: Path | None = None  # the built web UI; default: web/dist of a checkout, if built
+    cors_origins: list[str] = Field(default_factory=list)  # e.g. ["http://localhost:5173"]
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    cache_enabled: bool = True
+    cache_threshold: float = Field(default=0.72, gt=0, le=1)  # see bench/guard_tuning.py
+    cache_granularity: Literal["basic", "medium", "advanced"] = "medium"
+    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    cache_max_entries: int = Field(default=100_000, ge=1)
+    cache_verify: bool = False
+    cache_verify_band: float = Field(default=0.05, ge=0, le=1)
+    embeddings: Literal["local", "openai"] = "local"
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_base_url: str | None = None
 
     llm_max_retries: int = Field(default=3, ge=0)
     llm_retry_base_s: float = Field(default=0.5, ge=0)

@@ -25,6 +25,12 @@ class Metrics:
         self.http_errors = Counter(
             "facilitair_http_errors", "Error responses, by status", ["status"], registry=r
         )
+        self.cache_lookups = Counter(
+            "facilitair_cache_lookups",
+            "Semantic cache lookups, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "facilitair_rate_limited", "Requests refused by the rate limit", registry=r
         )

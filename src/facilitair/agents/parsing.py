@@ -24,11 +24,28 @@ FIRST_LINE_COMMENT = re.compile(
 )
 
 LANGUAGE_BY_EXTENSION = {
-    "py": "python", "js": "javascript", "ts": "typescript", "tsx": "tsx", "jsx": "jsx",
-    "go": "go", "rs": "rust", "java": "java", "rb": "ruby", "php": "php", "cs": "csharp",
-    "sql": "sql", "sh": "bash", "md": "markdown", "json": "json", "yaml": "yaml",
-    "yml": "yaml", "toml": "toml", "html": "html", "css": "css", "txt": "text",
-}  # fmt: skip
+    "py": "python",
+    "js": "javascript",
+    "ts": "typescript",
+    "tsx": "tsx",
+    "jsx": "jsx",
+    "go": "go",
+    "rs": "rust",
+    "java": "java",
+    "rb": "ruby",
+    "php": "php",
+    "cs": "csharp",
+    "sql": "sql",
+    "sh": "bash",
+    "md": "markdown",
+    "json": "json",
+    "yaml": "yaml",
+    "yml": "yaml",
+    "toml": "toml",
+    "html": "html",
+    "css": "css",
+    "txt": "text",
+}
 
 
 def _ints_as_text(value: Any) -> Any:

@@ -5,23 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from facilitair.agents.sequential import SequentialWorkflow
-from facilitair.agents.turns import BudgetExceeded, RunTotals, TurnFailed, TurnRunner
+from facilitair.agents.turns import BudgetExceeded, Emit, RunTotals, TurnFailed, TurnRunner
 from facilitair.bus.base import EventLog
+from facilitair.cache.entry import CacheEntry
+from facilitair.cache.semantic import Lookup, SemanticCache
 from facilitair.config import AgentConfig
 from facilitair.llm import ProviderSet
 from facilitair.observability import Metrics
 from facilitair.protocol.api import TaskError, TaskRecord, TaskResult
 from facilitair.protocol.events import (
     ChunkCompleted,
+    ChunkStarted,
     Payload,
+    PlanItem,
     StoredEvent,
+    SystemMessage,
     TaskCancelled,
     TaskCompleted,
     TaskMetrics,
     TaskProgress,
     TaskStarted,
+    TokenStream,
+    Usage,
     utc_now,
 )
 from facilitair.protocol.events import TaskError as TaskErrorEvent
@@ -44,7 +52,9 @@ class TaskRunner:
         providers: ProviderSet,
         config: AgentConfig,
         metrics: Metrics,
+        cache: SemanticCache | None = None,
     ) -> None:
+        self.cache = cache
         self.store = store
         self.events = events
         self.providers = providers
@@ -94,10 +104,13 @@ class TaskRunner:
         request = record.request
         totals = RunTotals(budget_usd=request.budget_usd)
         stream_id = record.stream_id
+        plan: list[dict[str, Any]] = []
 
         async def emit(payload: Payload) -> StoredEvent:
             event = await self.events.append(stream_id, payload)
             self.metrics.events.labels(payload.event).inc()
+            if isinstance(payload, TaskProgress):
+                plan[:] = [item.model_dump() for item in payload.plan]
             if isinstance(payload, TaskProgress | ChunkCompleted):
                 await self.store.update_task(record.task_id, **_progress_fields(totals))
             return event
@@ -121,6 +134,11 @@ class TaskRunner:
                     task_id=record.task_id,
                 )
             )
+            models = {role: turns.model_for(role) for role in self.config.roles}
+            lookup = await self._look_up(record, models, emit)
+            if lookup is not None and lookup.entry is not None:
+                await self._serve_hit(record, lookup, lookup.entry, emit, began)
+                return
             outcome = await SequentialWorkflow(turns, self.config, emit).run(request)
             metrics = TaskMetrics(
                 duration_s=round(time.monotonic() - began, 3),
@@ -133,6 +151,7 @@ class TaskRunner:
             result = TaskResult(
                 content=outcome.content, artifacts=outcome.artifacts, metrics=metrics
             )
+            await self._remember(record, models, lookup, result, totals, plan)
             # The record is final before the stream ends, so a client that has just read the
             # terminal event always finds the task's final status and result.
             await self._finish(record, totals, status="completed", result=result)
@@ -177,6 +196,137 @@ class TaskRunner:
                 totals,
             )
 
+    async def _look_up(
+        self, record: TaskRecord, models: dict[str, str], emit: Emit
+    ) -> Lookup | None:
+        request = record.request
+        if self.cache is None or request.cache != "use":
+            return None
+        try:
+            lookup = await self.cache.lookup(
+                record.tenant_id, request.workflow, _cache_context(record), models, request.task
+            )
+        except Exception as exc:  # a broken cache must never break a run
+            log.warning("cache lookup failed: %s", exc)
+            await emit(
+                SystemMessage(
+                    message=f"Cache unavailable: {exc}", level="warning", kind="cache_error"
+                )
+            )
+            return None
+        self.metrics.cache_lookups.labels("hit" if lookup.entry else "miss").inc()
+        return lookup
+
+    async def _remember(
+        self,
+        record: TaskRecord,
+        models: dict[str, str],
+        lookup: Lookup | None,
+        result: TaskResult,
+        totals: RunTotals,
+        plan: list[dict[str, Any]],
+    ) -> None:
+        request = record.request
+        if self.cache is None or request.cache == "off":
+            return
+        try:
+            await self.cache.remember(
+                tenant_id=record.tenant_id,
+                partition=lookup.partition
+                if lookup
+                else self.cache.partition_for(
+                    record.tenant_id, request.workflow, _cache_context(record), models
+                ),
+                task=request.task,
+                vector=lookup.vector if lookup else None,
+                result=result.model_dump(mode="json"),
+                turns=totals.turns,
+                plan=plan,
+                cost_usd=result.metrics.cost_usd,
+                duration_s=result.metrics.duration_s,
+                source_task_id=record.task_id,
+                replace=request.cache == "refresh",
+                meta={"context": _cache_context(record), "models": models},
+            )
+        except Exception as exc:
+            log.warning("could not store task %s in the cache: %s", record.task_id, exc)
+
+    async def _serve_hit(
+        self, record: TaskRecord, lookup: Lookup, entry: CacheEntry, emit: Emit, began: float
+    ) -> None:
+        """Replay a remembered result with the full event shape, at no cost."""
+        similarity = lookup.decision.similarity or 1.0
+        saved_usd = entry.cost_usd
+        saved = "an unknown cost" if saved_usd is None else f"${saved_usd:.2f}"
+        await emit(
+            SystemMessage(
+                message=f"Cache hit ({similarity:.0%} match) • saved {saved}, "
+                f"~{entry.duration_s:.1f} s",
+                kind="cache_hit",
+            )
+        )
+        await emit(
+            TaskProgress(
+                total_chunks=len(entry.turns),
+                completed_chunks=0,
+                estimated_time=0.0,
+                estimated_cost=0.0,
+                plan=[PlanItem.model_validate(p) for p in entry.plan],
+            )
+        )
+        for number, turn in enumerate(entry.turns, start=1):
+            await emit(
+                ChunkStarted(
+                    chunk_id=turn["chunk_id"],
+                    chunk_number=number,
+                    role=turn["role"],
+                    agent=turn["agent"],
+                    model=turn["model"],
+                    description=turn["description"],
+                    iteration=turn.get("iteration", 1),
+                )
+            )
+            for line in turn["content"].splitlines(keepends=True):
+                await emit(
+                    TokenStream(
+                        chunk_id=turn["chunk_id"],
+                        tokens=line,
+                        role=turn["role"],
+                        agent=turn["agent"],
+                    )
+                )
+            await emit(
+                ChunkCompleted(
+                    chunk_id=turn["chunk_id"],
+                    chunk_number=number,
+                    role=turn["role"],
+                    agent=turn["agent"],
+                    model=turn["model"],
+                    content=turn["content"],
+                    usage=Usage(),
+                    cost_usd=0.0,
+                    duration_s=0.0,
+                )
+            )
+        original = TaskResult.model_validate(entry.result)
+        duration = round(time.monotonic() - began, 3)
+        metrics = TaskMetrics(
+            duration_s=duration,
+            cost_usd=0.0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            llm_calls=0,
+            iterations=original.metrics.iterations,
+            cached=True,
+            similarity=round(similarity, 4),
+            saved_usd=saved_usd,
+            saved_s=round(max(0.0, entry.duration_s - duration), 3),
+        )
+        result = TaskResult(content=original.content, artifacts=original.artifacts, metrics=metrics)
+        totals = RunTotals(total_chunks=len(entry.turns), completed_chunks=len(entry.turns))
+        await self._finish(record, totals, status="completed", result=result)
+        await emit(TaskCompleted(**result.model_dump()))
+
     async def _fail(
         self, record: TaskRecord, error: TaskError, totals: RunTotals | None = None
     ) -> None:
@@ -207,6 +357,10 @@ class TaskRunner:
         if totals:
             self.metrics.llm_tokens.labels("prompt").inc(totals.prompt_tokens)
             self.metrics.llm_tokens.labels("completion").inc(totals.completion_tokens)
+
+
+def _cache_context(record: TaskRecord) -> dict[str, Any]:
+    return record.request.context.model_dump(exclude_none=True)
 
 
 def _round_cost(cost: float | None) -> float | None:

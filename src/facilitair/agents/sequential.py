@@ -56,9 +56,11 @@ class SequentialWorkflow:
 
     def _item(self, chunk_id: str, role: str, description: str) -> PlanItem:
         return PlanItem(
-            chunk_id=chunk_id, role=role, description=description,
+            chunk_id=chunk_id,
+            role=role,
+            description=description,
             model=self.turns.model_for(role),
-        )  # fmt: skip
+        )
 
     def _plan_items(
         self, chunks: list[PlanChunk] | None, revisions: list[str], review_rounds: int = 1
@@ -69,10 +71,12 @@ class SequentialWorkflow:
             self._item("architect", "architect", "Design and plan"),
             *[self._item(chunk.id, "coder", chunk.description) for chunk in coding],
             *[self._item(chunk_id, "coder", "Revision after review") for chunk_id in revisions],
-            *[self._item("review", "reviewer", f"Review round {n + 1}")
-              for n in range(review_rounds)],
+            *[
+                self._item("review", "reviewer", f"Review round {n + 1}")
+                for n in range(review_rounds)
+            ],
             self._item("docs", "documenter", "README"),
-        ]  # fmt: skip
+        ]
 
     async def _progress(self, plan: list[PlanItem], remaining: list[PlanItem]) -> None:
         totals = self.turns.totals
@@ -125,9 +129,12 @@ class SequentialWorkflow:
         verdict, iterations = await self._review_loop(task_text, design.content, chunks, code)
         files = self._collect_files(chunks, code)
         docs = await self.turns.run(
-            role_key="documenter", chunk_id="docs", agent=self._agent("documenter"),
-            description="README", messages=self._docs_messages(task_text, design.content, files),
-        )  # fmt: skip
+            role_key="documenter",
+            chunk_id="docs",
+            agent=self._agent("documenter"),
+            description="README",
+            messages=self._docs_messages(task_text, design.content, files),
+        )
         readme = docs.content.strip()
         artifacts = list(files.values())
         if readme:
@@ -150,29 +157,44 @@ class SequentialWorkflow:
     async def _plan(self, task_text: str) -> tuple[TurnResult, list[PlanChunk]]:
         messages = [self._system("architect"), ChatMessage("user", task_text)]
         design = await self.turns.run(
-            role_key="architect", chunk_id="architect", agent=self._agent("architect"),
-            description="Design and plan", messages=messages,
-        )  # fmt: skip
+            role_key="architect",
+            chunk_id="architect",
+            agent=self._agent("architect"),
+            description="Design and plan",
+            messages=messages,
+        )
         chunks = parse_plan(design.content, self.settings.max_plan_chunks)
         if chunks is None:
-            await self.emit(SystemMessage(
-                message="The Architect's plan was not valid JSON; asking once more",
-                level="warning", kind="invalid_json",
-            ))  # fmt: skip
+            await self.emit(
+                SystemMessage(
+                    message="The Architect's plan was not valid JSON; asking once more",
+                    level="warning",
+                    kind="invalid_json",
+                )
+            )
             retry_prompt = self.config.roles["architect"].json_retry_prompt.strip()
             self._add_unplanned_turn()
             retry = await self.turns.run(
-                role_key="architect", chunk_id="architect", agent=self._agent("architect"),
-                description="Plan as JSON", iteration=2,
-                messages=[*messages, ChatMessage("assistant", design.content),
-                          ChatMessage("user", retry_prompt)],
-            )  # fmt: skip
+                role_key="architect",
+                chunk_id="architect",
+                agent=self._agent("architect"),
+                description="Plan as JSON",
+                iteration=2,
+                messages=[
+                    *messages,
+                    ChatMessage("assistant", design.content),
+                    ChatMessage("user", retry_prompt),
+                ],
+            )
             chunks = parse_plan(retry.content, self.settings.max_plan_chunks)
         if chunks is None:
-            await self.emit(SystemMessage(
-                message="No usable plan from the Architect; implementing the task as one chunk",
-                level="warning", kind="fallback",
-            ))  # fmt: skip
+            await self.emit(
+                SystemMessage(
+                    message="No usable plan from the Architect; implementing the task as one chunk",
+                    level="warning",
+                    kind="fallback",
+                )
+            )
             chunks = [PlanChunk(id="c1", description="Implement the whole task as designed")]
         return design, chunks
 
@@ -203,10 +225,12 @@ class SequentialWorkflow:
                     if all(d in code for d in chunk.depends_on):
                         del pending[chunk_id]
                         turn = self.turns.run(
-                            role_key="coder", chunk_id=chunk_id,
-                            agent=self._agent("coder", chunk_id), description=chunk.description,
+                            role_key="coder",
+                            chunk_id=chunk_id,
+                            agent=self._agent("coder", chunk_id),
+                            description=chunk.description,
                             messages=self._coder_messages(task_text, design, chunk, code),
-                        )  # fmt: skip
+                        )
                         running[asyncio.create_task(turn)] = chunk_id
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -234,11 +258,14 @@ class SequentialWorkflow:
             if verdict is None or (verdict.approved and not blocking):
                 return verdict, iteration
             if iteration > self.settings.max_review_iterations:
-                await self.emit(SystemMessage(
-                    message=f"The Reviewer still reports {len(blocking) or 'unresolved'} "
-                    f"issue(s) after {iteration - 1} revision round(s); delivering as is",
-                    level="warning", kind="review",
-                ))  # fmt: skip
+                await self.emit(
+                    SystemMessage(
+                        message=f"The Reviewer still reports {len(blocking) or 'unresolved'} "
+                        f"issue(s) after {iteration - 1} revision round(s); delivering as is",
+                        level="warning",
+                        kind="review",
+                    )
+                )
                 return verdict, iteration
             targets = sorted({i.chunk_id for i in blocking if i.chunk_id in code}) or list(code)
             iteration += 1
@@ -260,29 +287,44 @@ class SequentialWorkflow:
             ChatMessage("user", f"{task_text}\n\n## Design\n{design}\n\n## Implementation\n{body}"),
         ]
         result = await self.turns.run(
-            role_key="reviewer", chunk_id="review", agent=self._agent("reviewer"),
-            description=f"Review round {iteration}", messages=messages, iteration=iteration,
-        )  # fmt: skip
+            role_key="reviewer",
+            chunk_id="review",
+            agent=self._agent("reviewer"),
+            description=f"Review round {iteration}",
+            messages=messages,
+            iteration=iteration,
+        )
         verdict = parse_verdict(result.content)
         if verdict is None:
-            await self.emit(SystemMessage(
-                message="The Reviewer's verdict was not valid JSON; asking once more",
-                level="warning", kind="invalid_json",
-            ))  # fmt: skip
+            await self.emit(
+                SystemMessage(
+                    message="The Reviewer's verdict was not valid JSON; asking once more",
+                    level="warning",
+                    kind="invalid_json",
+                )
+            )
             self._add_unplanned_turn()
             retry = await self.turns.run(
-                role_key="reviewer", chunk_id="review", agent=self._agent("reviewer"),
-                description="Verdict as JSON", iteration=iteration,
-                messages=[*messages, ChatMessage("assistant", result.content),
-                          ChatMessage("user",
-                                      self.config.roles["reviewer"].json_retry_prompt.strip())],
-            )  # fmt: skip
+                role_key="reviewer",
+                chunk_id="review",
+                agent=self._agent("reviewer"),
+                description="Verdict as JSON",
+                iteration=iteration,
+                messages=[
+                    *messages,
+                    ChatMessage("assistant", result.content),
+                    ChatMessage("user", self.config.roles["reviewer"].json_retry_prompt.strip()),
+                ],
+            )
             verdict = parse_verdict(retry.content)
         if verdict is None:
-            await self.emit(SystemMessage(
-                message="No usable verdict from the Reviewer; the code is delivered unreviewed",
-                level="warning", kind="fallback",
-            ))  # fmt: skip
+            await self.emit(
+                SystemMessage(
+                    message="No usable verdict from the Reviewer; the code is delivered unreviewed",
+                    level="warning",
+                    kind="fallback",
+                )
+            )
         return verdict
 
     async def _revise(
@@ -307,9 +349,13 @@ class SequentialWorkflow:
                 ChatMessage("user", prompt.format(issues=issues or "(see the review)").strip()),
             ]
             result = await self.turns.run(
-                role_key="coder", chunk_id=chunk_id, agent=self._agent("coder", chunk_id),
-                description=f"Revise {chunk_id}", messages=messages, iteration=iteration,
-            )  # fmt: skip
+                role_key="coder",
+                chunk_id=chunk_id,
+                agent=self._agent("coder", chunk_id),
+                description=f"Revise {chunk_id}",
+                messages=messages,
+                iteration=iteration,
+            )
             return chunk_id, result.content
 
         semaphore = asyncio.Semaphore(self.settings.max_concurrent_coders)

@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from facilitair.config import AgentConfig, RoleConfig
 from facilitair.llm import ProviderSet
@@ -56,6 +57,7 @@ class RunTotals:
     finished: dict[str, str] = field(default_factory=dict)  # chunk_id → latest full text
     partial: dict[str, str] = field(default_factory=dict)  # chunk_id → text of a turn in flight
     unpriced_models: set[str] = field(default_factory=set)
+    turns: list[dict[str, Any]] = field(default_factory=list)  # every finished turn, for the cache
 
     def next_chunk_number(self) -> int:
         self.chunk_counter += 1
@@ -278,6 +280,15 @@ class TurnRunner:
         self.totals.completed_chunks += 1
         del self.totals.partial[chunk_id]
         self.totals.finished[chunk_id] = text
+        self.totals.turns.append(
+            {
+                "chunk_id": chunk_id, "chunk_number": chunk_number, "role": role_key,
+                "agent": agent, "model": model, "description": description,
+                "iteration": iteration, "content": text,
+                "usage": {"prompt_tokens": prompt, "completion_tokens": produced},
+                "cost_usd": cost,
+            }
+        )  # fmt: skip
         await emit(
             ChunkCompleted(
                 chunk_id=chunk_id,

@@ -37,10 +37,24 @@ class _LiveStream:
         """Buffered events after `cursor`, or None when the buffer no longer reaches back."""
         if not self.buffer:
             return [] if cursor >= self.seq else None
-        first = self.buffer[0].seq
-        if cursor + 1 < first:
+        buffer = self.buffer
+        if cursor + 1 < buffer[0].seq:
             return None
-        return list(islice(self.buffer, cursor + 1 - first, None))
+        return _last(buffer, self.seq - cursor)
+
+
+def _last(buffer: deque[StoredEvent], count: int) -> list[StoredEvent]:
+    """The buffer's last `count` events. Indexing from the right end: slicing a deque from the
+    left walks every event before the ones wanted (up to buffer_size of them)."""
+    size = len(buffer)
+    count = min(count, size)
+    if count <= 0:
+        return []
+    if count == 1:
+        return [buffer[-1]]
+    if count > size // 2:
+        return list(islice(buffer, size - count, None))
+    return [buffer[i] for i in range(size - count, size)]
 
 
 class MemoryEventLog:
@@ -68,9 +82,13 @@ class MemoryEventLog:
     async def open(self, stream_id: str) -> None:
         if stream_id in self._live:
             return
-        if await self.is_finished(stream_id):
+        # One store round trip for a new stream (its last seq is 0), two for a resumed one.
+        last = await self.store.last_seq(stream_id)
+        if stream_id in self._live:  # opened by someone else meanwhile
+            return
+        if last and await self._stored_tail_is_terminal(stream_id, last):
             raise RuntimeError(f"stream {stream_id} has ended; it cannot be written again")
-        self._live[stream_id] = _LiveStream(stream_id, await self.store.last_seq(stream_id))
+        self._live[stream_id] = _LiveStream(stream_id, last)
 
     async def append(self, stream_id: str, payload: Payload) -> StoredEvent:
         stream = self._live.get(stream_id)
@@ -91,7 +109,10 @@ class MemoryEventLog:
             pending: list[StoredEvent] = []
             written: dict[str, int] = {}
             for stream_id, stream in self._live.items():
-                pending.extend(e for e in stream.buffer if e.seq > stream.persisted)
+                unwritten = stream.seq - stream.persisted
+                if unwritten <= 0 and not stream.finished:
+                    continue
+                pending.extend(_last(stream.buffer, unwritten))
                 written[stream_id] = stream.seq
             if pending:
                 await self.store.add_events(pending)
@@ -118,6 +139,9 @@ class MemoryEventLog:
         if stream is not None:
             return stream.finished
         last = await self.store.last_seq(stream_id)
+        return bool(last) and await self._stored_tail_is_terminal(stream_id, last)
+
+    async def _stored_tail_is_terminal(self, stream_id: str, last: int) -> bool:
         tail = await self.store.events(stream_id, last - 1, 1)
         return bool(tail) and tail[0].is_terminal
 
@@ -143,6 +167,9 @@ class MemoryEventLog:
             if stream.seq > cursor:
                 continue
             try:
-                await asyncio.wait_for(changed.wait(), heartbeat_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the wait in a
+                # new task, once per event read.
+                async with asyncio.timeout(heartbeat_s):
+                    await changed.wait()
             except TimeoutError:
                 yield heartbeat(stream_id, cursor)

@@ -23,7 +23,10 @@ def plan_writes(out: Path, result: dict[str, Any], *, force: bool) -> dict[Path,
         if target is None or not target.is_relative_to(root) or target == root:
             raise UnsafeArtifacts(f"refusing to write {artifact.get('path')!r}: outside {out}")
         writes[target] = str(artifact.get("content", ""))
-    writes[root / "RESULT.md"] = str(result.get("content", ""))
+    summary = (root / "RESULT.md").resolve()
+    if not summary.is_relative_to(root):
+        raise UnsafeArtifacts(f"refusing to write 'RESULT.md': it leads outside {out}")
+    writes[summary] = str(result.get("content", ""))
     existing = sorted(str(p) for p in writes if p.exists())
     if existing and not force:
         raise UnsafeArtifacts(

@@ -93,6 +93,14 @@ class FacilitairClient:
         result: dict[str, Any] = await self._request("GET", "/api/v1/agents")
         return list(result["agents"])
 
+    async def cache_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", "/api/v1/cache/stats")
+        return result
+
+    async def cache_clear(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("DELETE", "/api/v1/cache")
+        return result
+
     async def tasks(self, limit: int = 20, offset: int = 0) -> dict[str, Any]:
         params = {"limit": limit, "offset": offset}
         result: dict[str, Any] = await self._request("GET", "/api/v1/tasks", params=params)

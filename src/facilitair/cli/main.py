@@ -16,8 +16,7 @@ from rich.table import Table
 
 from facilitair.cli.client import ClientError, FacilitairClient, ServerUnreachable
 from facilitair.cli.session import connect
-from facilitair.config import Settings
-from facilitair.llm import NoProviderConfigured
+from facilitair.config import NoProviderConfigured, Settings
 from facilitair.protocol.events import utc_now
 from facilitair.server.auth import create_key
 from facilitair.store import Store, build_store
@@ -30,7 +29,11 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-err = Console(stderr=True, highlight=False)
+cache_app = typer.Typer(
+    help="Inspect, clear and evaluate the semantic cache.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
 
@@ -185,9 +188,12 @@ def tasks(
     for item in result["items"]:
         cost = "unknown" if item["cost_usd"] is None else f"${item['cost_usd']:.4f}"
         table.add_row(
-            item["created_at"][:19], item["status"], item["stream_id"], cost,
+            item["created_at"][:19],
+            item["status"],
+            item["stream_id"],
+            cost,
             item["task"][:60],
-        )  # fmt: skip
+        )
     Console().print(table)
     err.print(f"{len(result['items'])} of {result['total']}")
 
@@ -251,9 +257,13 @@ def keys_list() -> None:
     table = Table("id", "name", "tenant", "prefix", "created", "revoked")
     for key in keys:
         table.add_row(
-            key.key_id, key.name, key.tenant_id, key.prefix + "…", key.created_at,
+            key.key_id,
+            key.name,
+            key.tenant_id,
+            key.prefix + "…",
+            key.created_at,
             key.revoked_at or "",
-        )  # fmt: skip
+        )
     Console().print(table)
 
 
@@ -265,3 +275,58 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="Key id, name or prefix"
         err.print(f"No active key matches {key!r}.")
         raise typer.Exit(1)
     err.print(f"Revoked {count} key(s).")
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+@cache_app.command("stats")
+def cache_stats() -> None:
+    """Entries, hits, misses and what the cache saved you."""
+    stats = _call(_with_client(lambda client: client.cache_stats()))
+    if not sys.stdout.isatty():
+        print(json.dumps(stats))
+        return
+    if not stats["enabled"]:
+        err.print("The semantic cache is disabled on this server.")
+        return
+    Console(highlight=False).print(
+        f"{stats['entries']} entries · {stats['hits']} hits, {stats['misses']} misses "
+        f"({stats['hit_rate']:.0%}) · saved ${stats['saved_usd']:.4f} and "
+        f"{stats['saved_s']:.1f} s · threshold {stats['threshold']} · {stats['embedder']}"
+    )
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Forget every cached result of your tenant."""
+    result = _call(_with_client(lambda client: client.cache_clear()))
+    err.print(f"Deleted {result['deleted']} cache entries.")
+
+
+@cache_app.command("eval")
+def cache_eval(
+    pairs: Annotated[Path, typer.Argument(help="JSONL of {a, b, same_answer} pairs", exists=True)],
+    threshold: Annotated[
+        float | None, typer.Option(help="Cosine threshold (default: the server's)")
+    ] = None,
+) -> None:
+    """Measure the real matcher on labelled pairs: served should-hits, wrong traps, latency."""
+    from facilitair.cache.embeddings import EmbeddingError, LocalEmbedder
+    from facilitair.cache.evaluate import evaluate, read_pairs
+    from facilitair.cache.semantic import CachePolicy
+
+    settings = Settings()
+    policy = CachePolicy(
+        threshold=threshold if threshold is not None else settings.cache_threshold,
+        granularity=settings.cache_granularity,
+    )
+    try:
+        items = read_pairs(pairs)
+        embedder = LocalEmbedder()
+    except (ValueError, EmbeddingError) as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(Exit.USAGE) from None
+    report = asyncio.run(evaluate(items, embedder, policy))
+    for line in report.lines(policy.threshold):
+        print(line)

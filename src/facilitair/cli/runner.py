@@ -50,6 +50,7 @@ class _Interrupts:
     def _on_sigint(self) -> None:
         self.count += 1
         if self.count > 1:
+            Console().show_cursor(True)  # Live hid it, and os._exit skips Live.stop()
             os._exit(EXIT_INTERRUPTED)
         self.console.print("[yellow]Cancelling on the server… (Ctrl-C again to quit now)[/]")
         self._cancel = asyncio.create_task(self._cancel_on_server())
@@ -75,9 +76,13 @@ def _describe_models(agents: list[dict[str, Any]], target: Target) -> str:
 
 async def run_task(body: dict[str, Any], options: RunOptions) -> int:
     if options.out is not None:
-        plan_writes(options.out, {"artifacts": []}, force=options.force)  # fail early
+        try:
+            plan_writes(options.out, {"artifacts": []}, force=options.force)  # fail early
+        except UnsafeArtifacts as exc:
+            Console(stderr=True).print(str(exc), style="red", markup=False, highlight=False)
+            return EXIT_USAGE
     async with connect() as target, FacilitairClient(target.base_url, target.api_key) as client:
-        human = Console(stderr=True, highlight=False)
+        human = Console(stderr=True, highlight=False, soft_wrap=True)
         agents = await client.agents()
         human.print(f"[dim]{_describe_models(agents, target)}[/]")
         created = await client.create_task(body)
@@ -100,7 +105,7 @@ async def watch_stream(stream_id: str, after: int, options: RunOptions) -> int:
 async def _follow(
     client: FacilitairClient, stream_id: str, after: int, task: str, options: RunOptions
 ) -> int:
-    human = Console(stderr=True, highlight=False)
+    human = Console(stderr=True, highlight=False, soft_wrap=True)
     view = RunView(task)
     view.stream_id = stream_id
     interrupts = _Interrupts(client, stream_id, human)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from facilitair.config import AgentConfig, Settings
+from facilitair.config import AgentConfig, NoProviderConfigured, Settings
 from facilitair.llm.base import LLMProvider, ProviderError
 from facilitair.llm.local import LlamaCppProvider, bundled_model_path, llama_available
 from facilitair.llm.openai_compat import OpenAICompatibleProvider
 from facilitair.llm.retry import RetryingProvider, RetryPolicy
+
+__all__ = ["NoProviderConfigured", "ProviderSet", "build_providers"]
 
 
 class ProviderSet:
@@ -30,10 +32,6 @@ class ProviderSet:
     async def aclose(self) -> None:
         for provider in self._providers.values():
             await provider.aclose()
-
-
-class NoProviderConfigured(RuntimeError):
-    pass
 
 
 def build_providers(settings: Settings, config: AgentConfig) -> ProviderSet:

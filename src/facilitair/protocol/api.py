@@ -175,3 +175,19 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class CacheStatsBody(BaseModel):
+    enabled: bool
+    entries: int
+    hits: int
+    misses: int
+    hit_rate: float
+    saved_usd: float
+    saved_s: float
+    threshold: float | None = None
+    embedder: str | None = None
+
+
+class CacheCleared(BaseModel):
+    deleted: int

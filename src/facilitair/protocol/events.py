@@ -6,7 +6,9 @@ the wire: `stream_id`, `seq` and `timestamp`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import time
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -144,36 +146,64 @@ class TaskCancelled(Payload):
     reason: str
 
 
-class StoredEvent(BaseModel):
-    """One event as logged: its per-stream sequence number, name and full `data` object."""
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as logged: its per-stream sequence number, name and full `data` object.
 
-    model_config = ConfigDict(frozen=True)
+    A plain frozen dataclass: one is made for every token, so it skips validation (`envelope`
+    builds `data` from an already validated payload). `data_json` is `data` serialized once,
+    shared by every subscriber that sends it.
+    """
 
     stream_id: str
     seq: int
     event: str
     data: dict[str, Any]
+    _data_json: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_terminal(self) -> bool:
         return self.event in TERMINAL_EVENTS
 
+    @property
+    def data_json(self) -> str:
+        """`data` as compact one-line JSON (non-ASCII kept), computed on first use."""
+        cached = self._data_json
+        if cached is None:
+            cached = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+            object.__setattr__(self, "_data_json", cached)
+        return cached
+
+
+class _Clock:
+    """`utc_now` formats the date and time once per second, then only adds milliseconds."""
+
+    second = -1
+    prefix = ""
+
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC with milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
+    second, nanos = divmod(time.time_ns(), 1_000_000_000)
+    if second != _Clock.second:
+        _Clock.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _Clock.second = second
+    return f"{_Clock.prefix}.{nanos // 1_000_000:03d}Z"
 
 
 def envelope(stream_id: str, seq: int, payload: Payload) -> StoredEvent:
-    data = {
-        "stream_id": stream_id,
-        "seq": seq,
-        "timestamp": utc_now(),
-        **payload.model_dump(mode="json"),
-    }
-    return StoredEvent(stream_id=stream_id, seq=seq, event=payload.event, data=data)
+    data: dict[str, Any] = {"stream_id": stream_id, "seq": seq, "timestamp": utc_now()}
+    if type(payload) is TokenStream:  # the hot path: one per token line; flat string fields
+        data["chunk_id"] = payload.chunk_id
+        data["tokens"] = payload.tokens
+        data["role"] = payload.role
+        data["agent"] = payload.agent
+    else:
+        data.update(payload.model_dump(mode="json"))
+    return StoredEvent(stream_id, seq, payload.event, data)
 
 
 def heartbeat(stream_id: str, last_seq: int) -> StoredEvent:
     """A keep-alive. It is never logged and carries the last real seq, so it moves no cursor."""
     data = {"stream_id": stream_id, "seq": last_seq, "timestamp": utc_now()}
-    return StoredEvent(stream_id=stream_id, seq=last_seq, event=EventName.HEARTBEAT, data=data)
+    return StoredEvent(stream_id, last_seq, EventName.HEARTBEAT.value, data)

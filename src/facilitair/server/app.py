@@ -14,6 +14,7 @@ from facilitair.server import routes_stream, routes_v1, routes_ws
 from facilitair.server.container import Container
 from facilitair.server.errors import install_error_handlers
 from facilitair.server.middleware import RequestGuard
+from facilitair.server.web import allow_origins, default_web_dir, mount_web
 
 DESCRIPTION = """
 Run a team of LLM agents on a software task and stream their collaboration live.
@@ -50,4 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_v1.router)
     app.include_router(routes_v1.metrics_router)
     app.include_router(routes_ws.router)
+    web_dir = settings.web_dir or default_web_dir()
+    if web_dir is not None and (web_dir / "index.html").is_file():
+        mount_web(app, web_dir)
+    if settings.cors_origins:
+        allow_origins(app, settings.cors_origins)
     return app

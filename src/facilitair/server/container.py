@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from facilitair.agents.runner import TaskRunner
 from facilitair.bus import EventLog, build_event_log
+from facilitair.cache.embeddings import Embedder, EmbeddingError, LocalEmbedder, OpenAIEmbedder
+from facilitair.cache.semantic import CachePolicy, SemanticCache
+from facilitair.cache.verifier import LLMVerifier
 from facilitair.config import AgentConfig, Settings, load_agent_config
 from facilitair.llm import ProviderSet, build_providers
 from facilitair.observability import Metrics
@@ -30,6 +33,7 @@ class Container:
     tickets: Tickets
     rate_limiter: RateLimiter
     metrics: Metrics
+    cache: SemanticCache | None
     _expiry: asyncio.Task[None] | None = None
 
     @classmethod
@@ -41,7 +45,8 @@ class Container:
         events = build_event_log(settings, store)
         await events.start()
         metrics = metrics or Metrics()
-        runner = TaskRunner(store, events, providers, agents, metrics)
+        cache = await _build_cache(settings, agents, store, providers)
+        runner = TaskRunner(store, events, providers, agents, metrics, cache)
         interrupted = await runner.recover()
         if interrupted:
             log.warning("%d task(s) were interrupted by the last shutdown", interrupted)
@@ -60,6 +65,7 @@ class Container:
             tickets=Tickets(signing_key, settings.ticket_ttl_s),
             rate_limiter=RateLimiter(settings.rate_limit_per_minute),
             metrics=metrics,
+            cache=cache,
         )
         container._expiry = asyncio.create_task(container._expire_streams_forever())
         return container
@@ -71,6 +77,8 @@ class Container:
             stamp = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
             try:
                 await self.store.expire_events(stamp)
+                if self.cache is not None:
+                    await self.cache.evict()
             except Exception:
                 log.exception("could not expire old streams")
             await asyncio.sleep(min(600.0, ttl / 10))
@@ -82,3 +90,40 @@ class Container:
         await self.events.stop()
         await self.store.close()
         await self.providers.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+
+
+async def _build_cache(
+    settings: Settings, agents: AgentConfig, store: Store, providers: ProviderSet
+) -> SemanticCache | None:
+    if not settings.cache_enabled:
+        return None
+    embedder: Embedder
+    try:
+        if settings.embeddings == "openai":
+            base_url = settings.embeddings_base_url or settings.llm_base_url
+            if base_url is None:
+                raise EmbeddingError("FAC_EMBEDDINGS=openai needs FAC_EMBEDDINGS_BASE_URL")
+            key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+            embedder = OpenAIEmbedder(base_url, key, settings.embeddings_model)
+        else:
+            embedder = LocalEmbedder()
+    except EmbeddingError as exc:
+        log.warning("semantic cache disabled: %s", exc)
+        return None
+    verifier = None
+    if settings.cache_verify:
+        reviewer = agents.roles["reviewer"]
+        verifier = LLMVerifier(providers.get(reviewer.provider), reviewer.model)
+    policy = CachePolicy(
+        threshold=settings.cache_threshold,
+        granularity=settings.cache_granularity,
+        ttl_s=settings.cache_ttl_s,
+        max_entries=settings.cache_max_entries,
+        verify_band=settings.cache_verify_band if settings.cache_verify else 0.0,
+    )
+    cache = SemanticCache(store, embedder, policy, verifier=verifier)
+    loaded = await cache.load()
+    log.info("semantic cache: %d entries loaded", loaded)
+    return cache

@@ -12,6 +12,8 @@ from facilitair.llm.base import ProviderError
 from facilitair.protocol.api import (
     AgentInfo,
     AgentList,
+    CacheCleared,
+    CacheStatsBody,
     CheckResult,
     CollaborateResponse,
     ErrorBody,
@@ -118,6 +120,42 @@ async def agents(container: ContainerDep, principal: PrincipalDep) -> AgentList:
     )
 
 
+@router.get("/cache/stats", response_model=CacheStatsBody, summary="This tenant's cache figures")
+async def cache_stats(container: ContainerDep, principal: PrincipalDep) -> CacheStatsBody:
+    cache = container.cache
+    if cache is None:
+        return CacheStatsBody(
+            enabled=False, entries=0, hits=0, misses=0, hit_rate=0.0, saved_usd=0.0, saved_s=0.0
+        )
+    stats = await cache.stats(principal.tenant_id)
+    return CacheStatsBody(
+        enabled=True,
+        entries=stats.entries,
+        hits=stats.hits,
+        misses=stats.misses,
+        hit_rate=round(stats.hit_rate, 4),
+        saved_usd=round(stats.saved_usd, 6),
+        saved_s=round(stats.saved_s, 3),
+        threshold=cache.policy.threshold,
+        embedder=cache.embedder.id,
+    )
+
+
+@router.delete("/cache/{entry_id}", response_model=CacheCleared, summary="Forget one cached result")
+async def cache_delete(
+    entry_id: str, container: ContainerDep, principal: PrincipalDep
+) -> CacheCleared:
+    if container.cache is None or not await container.cache.delete(principal.tenant_id, entry_id):
+        raise ApiError(404, f"no cache entry {entry_id}")
+    return CacheCleared(deleted=1)
+
+
+@router.delete("/cache", response_model=CacheCleared, summary="Forget this tenant's cache")
+async def cache_clear(container: ContainerDep, principal: PrincipalDep) -> CacheCleared:
+    deleted = await container.cache.clear(principal.tenant_id) if container.cache else 0
+    return CacheCleared(deleted=deleted)
+
+
 async def _check(container: Container) -> dict[str, CheckResult]:
     checks: dict[str, CheckResult] = {}
     try:
@@ -126,6 +164,8 @@ async def _check(container: Container) -> dict[str, CheckResult]:
     except Exception as exc:
         checks["store"] = CheckResult(ok=False, detail=str(exc) or type(exc).__name__)
     checks["bus"] = CheckResult(ok=True, detail=type(container.events).__name__)
+    if container.cache is not None:
+        checks["cache"] = CheckResult(ok=True, detail=container.cache.embedder.id)
     for name, provider in container.providers.items():
         try:
             detail = await asyncio.wait_for(provider.check(), 6.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.protocol.api import TaskRecord
 from facilitair.protocol.events import StoredEvent
 
@@ -64,3 +65,31 @@ class Store(Protocol):
         """Delete the events of tasks finished before then (the tasks stay in the history);
         return how many streams expired."""
         ...
+
+    # --- semantic cache ---
+
+    async def add_cache_entry(self, entry: CacheEntry) -> None: ...
+
+    async def cache_entries(self, created_after: str) -> list[CacheEntry]:
+        """Every entry made after then, oldest first (to rebuild the in-memory index)."""
+        ...
+
+    async def cache_entry(self, entry_id: str) -> CacheEntry | None: ...
+
+    async def touch_cache_entry(self, entry_id: str, when: str) -> None:
+        """Count a hit on the entry."""
+        ...
+
+    async def delete_cache_entries(self, entry_ids: list[str]) -> int: ...
+
+    async def cache_entry_ids(self, tenant_id: str) -> list[str]: ...
+
+    async def cache_eviction_candidates(self, created_before: str, keep: int) -> list[str]:
+        """Entries made before then, plus the least recently hit beyond the newest `keep`."""
+        ...
+
+    async def record_cache_lookup(
+        self, tenant_id: str, *, hit: bool, saved_usd: float, saved_s: float
+    ) -> None: ...
+
+    async def cache_stats(self, tenant_id: str) -> CacheStats: ...

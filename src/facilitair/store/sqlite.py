@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import numpy as np
 
+from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.protocol.api import TaskRecord
 from facilitair.protocol.events import StoredEvent
 from facilitair.store.base import ApiKey
@@ -41,7 +43,79 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL,
     PRIMARY KEY (stream_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cache_entries (
+    entry_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    task TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    body TEXT NOT NULL,
+    cost_usd REAL,
+    duration_s REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    last_hit_at TEXT,
+    hit_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS cache_by_tenant ON cache_entries (tenant_id);
+CREATE INDEX IF NOT EXISTS cache_by_use ON cache_entries (COALESCE(last_hit_at, created_at));
+CREATE TABLE IF NOT EXISTS cache_counters (
+    tenant_id TEXT PRIMARY KEY,
+    hits INTEGER NOT NULL DEFAULT 0,
+    misses INTEGER NOT NULL DEFAULT 0,
+    saved_usd REAL NOT NULL DEFAULT 0,
+    saved_s REAL NOT NULL DEFAULT 0
+);
 """
+
+CACHE_COLUMNS = (
+    "entry_id, tenant_id, partition, task, vector, body, cost_usd, duration_s, created_at,"
+    " last_hit_at, hit_count"
+)
+
+
+def _entry_row(entry: CacheEntry) -> tuple[object, ...]:
+    body = {
+        "result": entry.result,
+        "turns": entry.turns,
+        "plan": entry.plan,
+        "source_task_id": entry.source_task_id,
+        "meta": entry.meta,
+    }
+    return (
+        entry.entry_id,
+        entry.tenant_id,
+        entry.partition,
+        entry.task,
+        entry.vector.astype(np.float32).tobytes(),
+        json.dumps(body),
+        entry.cost_usd,
+        entry.duration_s,
+        entry.created_at,
+        entry.last_hit_at,
+        entry.hit_count,
+    )
+
+
+def _entry(row: Any) -> CacheEntry:
+    body = json.loads(row[5])
+    return CacheEntry(
+        entry_id=row[0],
+        tenant_id=row[1],
+        partition=row[2],
+        task=row[3],
+        vector=np.frombuffer(row[4], dtype=np.float32),
+        result=body["result"],
+        turns=body["turns"],
+        plan=body["plan"],
+        cost_usd=row[6],
+        duration_s=row[7],
+        created_at=row[8],
+        last_hit_at=row[9],
+        hit_count=row[10],
+        source_task_id=body.get("source_task_id", ""),
+        meta=body.get("meta", {}),
+    )
+
 
 UNFINISHED = ("queued", "running")
 
@@ -214,3 +288,90 @@ class SQLiteStore:
         )
         await self.db.commit()
         return cur.rowcount
+
+    # --- semantic cache ---
+
+    async def add_cache_entry(self, entry: CacheEntry) -> None:
+        await self.db.execute(
+            f"INSERT OR REPLACE INTO cache_entries ({CACHE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _entry_row(entry),
+        )
+        await self.db.commit()
+
+    async def cache_entries(self, created_after: str) -> list[CacheEntry]:
+        async with self.db.execute(
+            f"SELECT {CACHE_COLUMNS} FROM cache_entries WHERE created_at > ? ORDER BY created_at",
+            (created_after,),
+        ) as cur:
+            return [_entry(row) for row in await cur.fetchall()]
+
+    async def cache_entry(self, entry_id: str) -> CacheEntry | None:
+        async with self.db.execute(
+            f"SELECT {CACHE_COLUMNS} FROM cache_entries WHERE entry_id = ?", (entry_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return _entry(row) if row else None
+
+    async def touch_cache_entry(self, entry_id: str, when: str) -> None:
+        await self.db.execute(
+            "UPDATE cache_entries SET last_hit_at = ?, hit_count = hit_count + 1"
+            " WHERE entry_id = ?",
+            (when, entry_id),
+        )
+        await self.db.commit()
+
+    async def delete_cache_entries(self, entry_ids: list[str]) -> int:
+        if not entry_ids:
+            return 0
+        cur = await self.db.executemany(
+            "DELETE FROM cache_entries WHERE entry_id = ?", [(i,) for i in entry_ids]
+        )
+        await self.db.commit()
+        return cur.rowcount
+
+    async def cache_entry_ids(self, tenant_id: str) -> list[str]:
+        async with self.db.execute(
+            "SELECT entry_id FROM cache_entries WHERE tenant_id = ?", (tenant_id,)
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    async def cache_eviction_candidates(self, created_before: str, keep: int) -> list[str]:
+        async with self.db.execute(
+            "SELECT entry_id FROM cache_entries WHERE created_at < ?"
+            " UNION SELECT entry_id FROM (SELECT entry_id FROM cache_entries"
+            " ORDER BY COALESCE(last_hit_at, created_at) DESC LIMIT -1 OFFSET ?)",
+            (created_before, keep),
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    async def record_cache_lookup(
+        self, tenant_id: str, *, hit: bool, saved_usd: float, saved_s: float
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO cache_counters (tenant_id, hits, misses, saved_usd, saved_s)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id) DO UPDATE SET"
+            " hits = hits + excluded.hits, misses = misses + excluded.misses,"
+            " saved_usd = saved_usd + excluded.saved_usd, saved_s = saved_s + excluded.saved_s",
+            (tenant_id, int(hit), int(not hit), saved_usd, saved_s),
+        )
+        await self.db.commit()
+
+    async def cache_stats(self, tenant_id: str) -> CacheStats:
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM cache_entries WHERE tenant_id = ?", (tenant_id,)
+        ) as cur:
+            count_row = await cur.fetchone()
+        async with self.db.execute(
+            "SELECT hits, misses, saved_usd, saved_s FROM cache_counters WHERE tenant_id = ?",
+            (tenant_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        hits, misses, saved_usd, saved_s = row if row else (0, 0, 0.0, 0.0)
+        return CacheStats(
+            entries=int(count_row[0]) if count_row else 0,
+            hits=hits,
+            misses=misses,
+            saved_usd=saved_usd,
+            saved_s=saved_s,
+        )

@@ -1,0 +1,135 @@
+"""Measure the real matcher on labelled pairs: how many should-hits it serves, how many traps
+it answers wrongly, and how long a lookup takes.
+
+Each line of the file is `{"a": …, "b": …, "same_answer": true|false}`, optionally with
+`context_a` / `context_b` and `category`. Every `a` is stored in a cache of its own (a real
+SemanticCache on a throw-away SQLite store) and its `b` is looked up there.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facilitair.cache.embeddings import Embedder
+from facilitair.cache.semantic import CachePolicy, SemanticCache
+from facilitair.store.sqlite import SQLiteStore
+
+MODELS = {"all": "eval"}
+
+
+@dataclass
+class Report:
+    should_hit: int = 0
+    served: int = 0
+    traps: int = 0
+    wrong: int = 0
+    lookup_ms: list[float] = field(default_factory=list)
+    wrong_by_category: Counter[str] = field(default_factory=Counter)
+    missed_by_category: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def served_rate(self) -> float:
+        return self.served / self.should_hit if self.should_hit else 0.0
+
+    @property
+    def wrong_rate(self) -> float:
+        return self.wrong / self.traps if self.traps else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.lookup_ms, q)) if self.lookup_ms else 0.0
+
+    def lines(self, threshold: float) -> list[str]:
+        lines = [
+            f"pairs: {self.should_hit + self.traps} ({self.should_hit} should hit, "
+            f"{self.traps} traps) · threshold {threshold:.3f} + guard",
+            f"served should-hits: {self.served}/{self.should_hit} = {self.served_rate:.1%}",
+            f"answered traps (wrong): {self.wrong}/{self.traps} = {self.wrong_rate:.1%}",
+            f"lookup latency (embedding included): p50 {self.percentile(50):.2f} ms, "
+            f"p99 {self.percentile(99):.2f} ms",
+        ]
+        if self.wrong_by_category:
+            lines.append("wrong, by category: " + _counts(self.wrong_by_category))
+        if self.missed_by_category:
+            lines.append("should-hits missed, by category: " + _counts(self.missed_by_category))
+        if self.refusals:
+            lines.append("misses, by reason: " + _counts(self.refusals))
+        return lines
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counter.most_common())
+
+
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if not {"a", "b", "same_answer"} <= item.keys():
+            raise ValueError(f"line {number}: needs a, b and same_answer")
+        pairs.append(item)
+    return pairs
+
+
+async def evaluate(pairs: list[dict[str, Any]], embedder: Embedder, policy: CachePolicy) -> Report:
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="facilitair-eval-") as folder:
+        store = SQLiteStore(Path(folder) / "eval.sqlite3")
+        await store.open()
+        try:
+            cache = SemanticCache(store, embedder, policy)
+            # Storing is not what is measured: embed every `a` in one batch.
+            vectors = await embedder.embed([str(p["a"]) for p in pairs])
+            for number, (pair, vector) in enumerate(zip(pairs, vectors, strict=True)):
+                await cache.remember(
+                    tenant_id=f"pair-{number}",
+                    partition=cache.partition_for(
+                        f"pair-{number}", "sequential", pair.get("context_a") or {}, MODELS
+                    ),
+                    task=str(pair["a"]),
+                    vector=vector,
+                    result={},
+                    turns=[],
+                    plan=[],
+                    cost_usd=0.0,
+                    duration_s=0.0,
+                    source_task_id="",
+                    replace=False,
+                )
+            for number, pair in enumerate(pairs):
+                began = time.perf_counter()
+                lookup = await cache.lookup(
+                    f"pair-{number}",
+                    "sequential",
+                    pair.get("context_b") or {},
+                    MODELS,
+                    str(pair["b"]),
+                )
+                report.lookup_ms.append((time.perf_counter() - began) * 1000)
+                hit = lookup.entry is not None
+                category = str(pair.get("category", "all"))
+                if pair["same_answer"]:
+                    report.should_hit += 1
+                    report.served += hit
+                    if not hit:
+                        report.missed_by_category[category] += 1
+                else:
+                    report.traps += 1
+                    report.wrong += hit
+                    if hit:
+                        report.wrong_by_category[category] += 1
+                if not hit:
+                    report.refusals[lookup.decision.rule or "?"] += 1
+        finally:
+            await store.close()
+    return report

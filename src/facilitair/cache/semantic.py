@@ -1,0 +1,269 @@
+"""The context-aware semantic cache (SPEC §7): an exact partition, then a semantic match of the
+task text inside it, then a guard against near-misses that change the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from facilitair.cache.context import Granularity, partition_key
+from facilitair.cache.embeddings import Embedder
+from facilitair.cache.entry import CacheEntry, CacheStats
+from facilitair.cache.guard import Guard
+from facilitair.cache.index import PartitionIndex
+from facilitair.protocol.events import utc_now
+from facilitair.store.base import Store
+
+CANDIDATES = 5
+
+
+class Verifier(Protocol):
+    async def same_answer(self, cached: str, query: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    threshold: float
+    granularity: Granularity = "medium"
+    ttl_s: int = 7 * 24 * 3600
+    max_entries: int = 100_000
+    verify_band: float = 0.0  # similarities in [threshold, threshold + band) ask the verifier
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a lookup hit or missed: the best similarity seen and, on a miss, what refused."""
+
+    hit: bool
+    similarity: float | None
+    entry_id: str | None = None
+    rule: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    decision: Decision
+    entry: CacheEntry | None
+    partition: str
+    vector: npt.NDArray[np.float32]
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        policy: CachePolicy,
+        guard: Guard | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.policy = policy
+        self.guard = guard or Guard()
+        self.verifier = verifier
+        self._partitions: dict[str, PartitionIndex] = {}
+        self._where: dict[str, str] = {}  # entry_id → partition
+        self._owner: dict[str, str] = {}  # entry_id → tenant_id
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> int:
+        """Rebuild the in-memory index from the store (entries within their TTL)."""
+        entries = await self.store.cache_entries(self._cutoff())
+        for entry in entries:
+            self._index(entry.entry_id, entry.tenant_id, entry.partition, entry.task, entry.vector)
+        return len(entries)
+
+    def _cutoff(self) -> str:
+        """Entries made before this time are past their TTL."""
+        return _stamp(datetime.now(UTC) - timedelta(seconds=self.policy.ttl_s))
+
+    def _index(
+        self,
+        entry_id: str,
+        tenant_id: str,
+        partition: str,
+        task: str,
+        vector: npt.NDArray[np.float32],
+    ) -> None:
+        index = self._partitions.get(partition)
+        if index is None:
+            index = self._partitions[partition] = PartitionIndex(len(vector))
+        index.add(entry_id, task, vector)
+        self._where[entry_id] = partition
+        self._owner[entry_id] = tenant_id
+
+    def _unindex(self, entry_id: str) -> None:
+        partition = self._where.pop(entry_id, None)
+        self._owner.pop(entry_id, None)
+        if partition is not None:
+            index = self._partitions[partition]
+            index.remove(entry_id)
+            if not len(index):
+                del self._partitions[partition]
+
+    def partition_for(
+        self, tenant_id: str, workflow: str, context: dict[str, Any], models: dict[str, str]
+    ) -> str:
+        return partition_key(
+            tenant_id=tenant_id,
+            workflow=workflow,
+            context=context,
+            models=models,
+            embedder_id=self.embedder.id,
+            granularity=self.policy.granularity,
+        )
+
+    async def decide(self, partition: str, task: str, vector: npt.NDArray[np.float32]) -> Decision:
+        """The matcher alone: threshold, then guard, then (in the borderline band) verifier."""
+        index = self._partitions.get(partition)
+        candidates = index.search(vector, CANDIDATES) if index is not None else []
+        if not candidates:
+            return Decision(False, None, rule="empty", detail="nothing cached in this context")
+        best = candidates[0][0]
+        refusal: Decision | None = None
+        for similarity, entry_id, cached_task in candidates:
+            if similarity < self.policy.threshold:
+                break
+            refused = self.guard.check(cached_task, task)
+            if refused is not None:
+                refusal = refusal or Decision(
+                    False, similarity, entry_id, refused.rule, refused.detail
+                )
+                continue
+            if await self._verifier_refuses(similarity, cached_task, task):
+                refusal = refusal or Decision(
+                    False, similarity, entry_id, "verifier", "the verifier said no"
+                )
+                continue
+            return Decision(True, similarity, entry_id)
+        if refusal is not None:
+            return refusal
+        return Decision(
+            False,
+            best,
+            rule="threshold",
+            detail=f"best similarity {best:.3f} is under {self.policy.threshold:.3f}",
+        )
+
+    async def _verifier_refuses(self, similarity: float, cached: str, query: str) -> bool:
+        borderline = similarity < self.policy.threshold + self.policy.verify_band
+        if self.verifier is None or not borderline:
+            return False
+        return not await self.verifier.same_answer(cached, query)
+
+    async def lookup(
+        self,
+        tenant_id: str,
+        workflow: str,
+        context: dict[str, Any],
+        models: dict[str, str],
+        task: str,
+    ) -> Lookup:
+        partition = self.partition_for(tenant_id, workflow, context, models)
+        vector = (await self.embedder.embed([task]))[0]
+        decision = await self.decide(partition, task, vector)
+        entry = None
+        if decision.hit and decision.entry_id is not None:
+            entry = await self.store.cache_entry(decision.entry_id)
+            if entry is None:  # deleted meanwhile
+                self._unindex(decision.entry_id)
+                decision = Decision(False, decision.similarity, rule="deleted")
+            elif entry.created_at < self._cutoff():
+                await self._delete([entry.entry_id])
+                entry = None
+                decision = Decision(False, decision.similarity, rule="expired")
+        if entry is not None:
+            saved_usd = entry.cost_usd or 0.0
+            await self.store.touch_cache_entry(entry.entry_id, utc_now())
+            await self.store.record_cache_lookup(
+                tenant_id, hit=True, saved_usd=saved_usd, saved_s=entry.duration_s
+            )
+        else:
+            await self.store.record_cache_lookup(tenant_id, hit=False, saved_usd=0, saved_s=0)
+        return Lookup(decision, entry, partition, vector)
+
+    async def remember(
+        self,
+        *,
+        tenant_id: str,
+        partition: str,
+        task: str,
+        vector: npt.NDArray[np.float32] | None,
+        result: dict[str, Any],
+        turns: list[dict[str, Any]],
+        plan: list[dict[str, Any]],
+        cost_usd: float | None,
+        duration_s: float,
+        source_task_id: str,
+        replace: bool,
+        meta: dict[str, Any] | None = None,
+    ) -> CacheEntry:
+        """Store a completed, successful result. With `replace`, the entry this task would
+        have hit is dropped first (cache="refresh")."""
+        if vector is None:
+            vector = (await self.embedder.embed([task]))[0]
+        async with self._lock:
+            if replace:
+                old = await self.decide(partition, task, vector)
+                if old.hit and old.entry_id is not None:
+                    await self._delete([old.entry_id])
+            entry = CacheEntry(
+                entry_id="cache_" + uuid.uuid4().hex,
+                tenant_id=tenant_id,
+                partition=partition,
+                task=task,
+                vector=vector,
+                result=result,
+                turns=turns,
+                plan=plan,
+                cost_usd=cost_usd,
+                duration_s=duration_s,
+                created_at=utc_now(),
+                source_task_id=source_task_id,
+                meta=meta or {},
+            )
+            await self.store.add_cache_entry(entry)
+            self._index(entry.entry_id, tenant_id, partition, task, vector)
+            if len(self._where) > self.policy.max_entries:
+                await self.evict()
+        return entry
+
+    async def _delete(self, entry_ids: list[str]) -> int:
+        for entry_id in entry_ids:
+            self._unindex(entry_id)
+        return await self.store.delete_cache_entries(entry_ids)
+
+    async def delete(self, tenant_id: str, entry_id: str) -> bool:
+        if self._owner.get(entry_id) != tenant_id:
+            entry = await self.store.cache_entry(entry_id)
+            if entry is None or entry.tenant_id != tenant_id:
+                return False
+        return await self._delete([entry_id]) > 0
+
+    async def clear(self, tenant_id: str) -> int:
+        return await self._delete(await self.store.cache_entry_ids(tenant_id))
+
+    async def stats(self, tenant_id: str) -> CacheStats:
+        return await self.store.cache_stats(tenant_id)
+
+    async def evict(self) -> int:
+        """Drop entries past their TTL, then the least recently hit beyond max_entries."""
+        victims = await self.store.cache_eviction_candidates(
+            self._cutoff(), self.policy.max_entries
+        )
+        return await self._delete(victims)
+
+    async def aclose(self) -> None:
+        await self.embedder.aclose()

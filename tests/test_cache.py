@@ -1,0 +1,191 @@
+"""The semantic cache through the real server: partitions, hits, refresh/off, what is never
+cached, TTL, eviction, restarts, and the replayed stream's shape."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from fakes.openai_server import FakeOpenAI, Reply
+from support import Received, ServerThread, collect, names, new_key, script_happy_path, start_task
+
+TASK = "Build a REST API with JWT authentication"
+PYTHON = {"preferred_language": "Python", "frameworks": ["FastAPI"]}
+
+
+def body(task: str = TASK, context: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"task": task, "context": PYTHON if context is None else context, **extra}
+
+
+async def run(client: httpx.AsyncClient, key: str, request: dict[str, Any]) -> list[Received]:
+    created = await start_task(client, key, request)
+    return await collect(client, created["stream_id"], key)
+
+
+def cached(events: list[Received]) -> bool:
+    assert events[-1].event == "task_completed", names(events)
+    return bool(events[-1].data["metrics"]["cached"])
+
+
+def contents(events: list[Received]) -> dict[str, str]:
+    return {e.data["chunk_id"]: e.data["content"] for e in events if e.event == "chunk_completed"}
+
+
+async def stats(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
+    response = await client.get("/api/v1/cache/stats", headers={"X-API-Key": key})
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+async def test_a_repeat_in_the_same_context_is_served_from_the_cache_with_the_full_shape(
+    client: httpx.AsyncClient, key: str, fake: FakeOpenAI
+) -> None:
+    script_happy_path(fake, chunks=2, coder_delay_s=0.01)
+    first = await run(client, key, body())
+    calls = len(fake.requests)
+    second = await run(client, key, body())
+
+    assert not cached(first) and cached(second)
+    assert len(fake.requests) == calls  # no LLM call at all
+    shape = [n for n in names(second) if n != "token_stream"]
+    assert shape[:3] == ["task_started", "system_message", "task_progress"]
+    assert shape[-1] == "task_completed"
+    hit = second[1].data
+    assert hit["kind"] == "cache_hit"
+    assert hit["message"].startswith("Cache hit (100% match) • saved $")
+    original = contents(first)
+    replayed = contents(second)
+    assert replayed == original
+    streamed = "".join(
+        e.data["tokens"] for e in second if e.event == "token_stream" and e.data["chunk_id"] == "c1"
+    )
+    assert streamed == original["c1"]
+    metrics = second[-1].data["metrics"]
+    assert metrics["cost_usd"] == 0 and metrics["llm_calls"] == 0
+    assert metrics["similarity"] >= 0.99
+    assert metrics["saved_usd"] == first[-1].data["metrics"]["cost_usd"]
+    assert metrics["saved_s"] >= 0
+    assert second[-1].data["artifacts"] == first[-1].data["artifacts"]
+    figures = await stats(client, key)
+    assert (figures["entries"], figures["hits"], figures["misses"]) == (1, 1, 1)
+    assert figures["saved_usd"] > 0
+
+
+async def test_partitions_separate_tenants_and_contexts_but_not_spellings(
+    client: httpx.AsyncClient, key: str, settings: Any, fake: FakeOpenAI
+) -> None:
+    script_happy_path(fake, chunks=1)
+    assert not cached(await run(client, key, body()))
+
+    spelled = {"preferred_language": " python3 ", "frameworks": ["fastapi"], "team": "x"}
+    assert cached(await run(client, key, body(context=spelled)))
+
+    other_language = {"preferred_language": "Go", "frameworks": ["FastAPI"]}
+    assert not cached(await run(client, key, body(context=other_language)))
+    other_framework = {"preferred_language": "Python", "frameworks": ["Django"]}
+    assert not cached(await run(client, key, body(context=other_framework)))
+
+    bob = new_key(settings, "bob")
+    assert not cached(await run(client, bob, body()))
+    assert (await stats(client, bob))["entries"] == 1
+
+
+async def test_a_paraphrase_hits_and_a_changed_requirement_does_not(
+    client: httpx.AsyncClient, key: str, fake: FakeOpenAI
+) -> None:
+    script_happy_path(fake, chunks=1)
+    await run(client, key, body("Build a REST API with JWT authentication"))
+
+    assert cached(await run(client, key, body("Create a REST API that uses JWT authentication")))
+    assert not cached(await run(client, key, body("Build a REST API without JWT authentication")))
+    assert not cached(await run(client, key, body("Build a GraphQL API with JWT authentication")))
+
+
+async def test_refresh_ignores_the_hit_and_replaces_the_entry_and_off_bypasses_the_cache(
+    client: httpx.AsyncClient, key: str, fake: FakeOpenAI
+) -> None:
+    script_happy_path(fake, chunks=1)
+    await run(client, key, body())
+
+    refreshed = await run(client, key, body(cache="refresh"))
+    assert not cached(refreshed)
+    assert (await stats(client, key))["entries"] == 1  # replaced, not added
+    served = await run(client, key, body())
+    assert cached(served)
+    assert served[-1].data["content"] == refreshed[-1].data["content"]
+
+    assert not cached(await run(client, key, body(cache="off")))
+    assert not cached(await run(client, key, body("Write a CLI todo app", cache="off")))
+    assert (await stats(client, key))["entries"] == 1  # `off` stores nothing
+
+
+async def test_failed_and_cancelled_runs_are_never_cached(
+    client: httpx.AsyncClient, key: str, fake: FakeOpenAI
+) -> None:
+    script_happy_path(fake, chunks=1, architect=False)
+    fake.script("architect", Reply(status=400, text="bad request"))
+    failed = await run(client, key, body())
+    assert failed[-1].event == "task_error"
+
+    fake.set_default("coder", Reply(text="line\n" * 200, delay_s=0.05))
+    created = await start_task(client, key, body("Write a CLI todo app"))
+    await fake.wait_for_async(lambda: bool(fake.requests_for("coder")))
+    await client.post(f"/api/stream/{created['stream_id']}/cancel", headers={"X-API-Key": key})
+    events = await collect(client, created["stream_id"], key)
+    assert events[-1].event == "task_cancelled"
+
+    assert (await stats(client, key))["entries"] == 0
+
+
+async def test_entries_survive_a_restart_and_can_be_deleted(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server()
+    key = new_key(server.settings, "alice")
+    headers = {"X-API-Key": key}
+    script_happy_path(fake, chunks=1)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await run(client, key, body())
+    server.restart()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        assert cached(await run(client, key, body()))
+        detail = (await client.get("/api/v1/tasks?limit=1", headers=headers)).json()
+        assert detail["items"][0]["cost_usd"] == 0
+
+        await run(client, key, body("Write a CLI todo app"))
+        assert (await stats(client, key))["entries"] == 2
+        bob = new_key(server.settings, "bob")
+        assert (await client.delete("/api/v1/cache", headers={"X-API-Key": bob})).json() == {
+            "deleted": 0
+        }
+        cleared = await client.delete("/api/v1/cache", headers=headers)
+        assert cleared.json() == {"deleted": 2}
+        assert not cached(await run(client, key, body()))
+        missing = await client.delete("/api/v1/cache/cache_nope", headers=headers)
+        assert missing.status_code == 404
+
+
+async def test_old_entries_expire_and_the_least_recently_hit_are_evicted(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server(cache_max_entries=2)
+    key = new_key(server.settings, "alice")
+    script_happy_path(fake, chunks=1)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await run(client, key, body("Write a CLI todo app"))
+        await run(client, key, body("Build a chat server with websockets"))
+        assert cached(await run(client, key, body("Write a CLI todo app")))  # now most recent
+        await run(client, key, body("Parse CSV files into a SQLite database"))
+        assert (await stats(client, key))["entries"] == 2
+        assert cached(await run(client, key, body("Write a CLI todo app")))
+        assert not cached(await run(client, key, body("Build a chat server with websockets")))
+
+    short = make_server(cache_ttl_s=1)
+    key = new_key(short.settings, "alice")
+    async with httpx.AsyncClient(base_url=short.base_url, timeout=30) as client:
+        await run(client, key, body())
+        await asyncio.sleep(1.2)
+        assert not cached(await run(client, key, body()))
