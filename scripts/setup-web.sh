@@ -17,6 +17,9 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
+node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+  if (a < 20 || (a === 20 && b < 19)) { console.error(`Node ${process.versions.node} is too old: Vite 7 needs 20.19 or newer`); process.exit(1); }'
+
 cd web
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error

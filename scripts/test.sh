@@ -9,4 +9,5 @@ bash scripts/setup-web.sh
 echo "== ruff" && .venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench
 echo "== mypy" && .venv/bin/mypy
 echo "== web: typecheck and unit tests" && (cd web && npm run --silent typecheck && npm test --silent)
-echo "== pytest" && .venv/bin/python -m pytest "$@"
+# The browser tests must run here, never skip: a missing piece is a failure.
+echo "== pytest" && FAC_REQUIRE_WEB_E2E=1 .venv/bin/python -m pytest "$@"

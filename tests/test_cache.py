@@ -4,7 +4,12 @@ cached, TTL, eviction, restarts, and the replayed stream's shape."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +33,12 @@ async def run(client: httpx.AsyncClient, key: str, request: dict[str, Any]) -> l
 def cached(events: list[Received]) -> bool:
     assert events[-1].event == "task_completed", names(events)
     return bool(events[-1].data["metrics"]["cached"])
+
+
+async def cli_run(args: list[Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, args, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def contents(events: list[Received]) -> dict[str, str]:
@@ -189,3 +200,44 @@ async def test_old_entries_expire_and_the_least_recently_hit_are_evicted(
         await run(client, key, body())
         await asyncio.sleep(1.2)
         assert not cached(await run(client, key, body()))
+
+
+async def test_an_openai_compatible_embeddings_endpoint_can_replace_the_local_model(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server(embeddings="openai", embeddings_model="fake-embed")
+    key = new_key(server.settings, "alice")
+    script_happy_path(fake, chunks=1)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        assert not cached(await run(client, key, body()))
+        assert cached(await run(client, key, body()))
+        figures = await stats(client, key)
+    assert figures["embedder"] == "openai:fake-embed"
+    assert fake.embedding_inputs.count(TASK) >= 2
+
+
+async def test_a_refused_near_match_is_explained_and_the_cli_shows_the_saving(
+    server: ServerThread, key: str, fake: FakeOpenAI
+) -> None:
+    script_happy_path(fake, chunks=1)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await run(client, key, body("Build a REST API with JWT authentication for 10 users"))
+        events = await run(
+            client, key, body("Build a REST API with JWT authentication for 50 users")
+        )
+    notes = [
+        e.data for e in events if e.event == "system_message" and e.data["kind"] == "cache_miss"
+    ]
+    assert len(notes) == 1 and "differs" in notes[0]["message"]
+
+    env = {**os.environ, "FAC_API_BASE": server.base_url, "FAC_API_KEY": key}
+    cli = Path(sys.executable).parent / "facilitair"
+    repeat = ["run", "Build a REST API with JWT authentication for 10 users"]
+    repeat += ["--language", "Python", "--framework", "FastAPI"]
+    done = await cli_run([cli, *repeat], env)
+    assert done.returncode == 0, done.stderr
+    hit = [json.loads(line) for line in done.stdout.splitlines()][1]
+    assert hit["data"]["kind"] == "cache_hit"
+    assert "saved $" in hit["data"]["message"]
+    stats_out = await cli_run([cli, "cache", "stats"], env)
+    assert json.loads(stats_out.stdout)["hits"] == 1

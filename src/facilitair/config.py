@@ -107,6 +107,7 @@ class LocalModelConfig(BaseModel):
     threads: int = Field(default=2, ge=1)
     repeat_penalty: float = Field(default=1.3, ge=1.0)
     max_tokens: int = Field(default=384, ge=16)
+    stop: list[str] = Field(default_factory=list)
 
 
 class AgentConfig(BaseModel):

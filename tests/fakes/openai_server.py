@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -95,6 +96,14 @@ def _system_text(body: dict[str, Any]) -> str:
         if message.get("role") == "system":
             return _content_text(message.get("content"))
     return ""
+
+
+def _bag_of_words(text: str, dimension: int = 64) -> list[float]:
+    """A deterministic stand-in embedding: hashed word counts (equal texts, equal vectors)."""
+    vector = [0.0] * dimension
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dimension] += 1.0
+    return vector
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -242,6 +251,7 @@ class FakeOpenAI:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._port: int | None = None
         self._startup_error: BaseException | None = None
+        self.embedding_inputs: list[str] = []
 
     def start(self) -> FakeOpenAI:
         """Start serving on a random free port; returns self."""
@@ -340,6 +350,7 @@ class FakeOpenAI:
             self._queues.clear()
             self._defaults.clear()
             self._records.clear()
+            self.embedding_inputs.clear()
 
     def _role_of(self, body: dict[str, Any]) -> str:
         match = self._role_re.search(_system_text(body))
@@ -409,6 +420,18 @@ class FakeOpenAI:
                 await conn.send(_json_response(400, _error_body(400, "Invalid JSON body")))
                 return
             await self._chat(conn, body)
+        elif method == "POST" and path == "/v1/embeddings":
+            body = json.loads(raw or b"{}")
+            texts = body.get("input", [])
+            texts = [texts] if isinstance(texts, str) else list(texts)
+            self.embedding_inputs.extend(texts)
+            data = [
+                {"object": "embedding", "index": i, "embedding": _bag_of_words(str(t))}
+                for i, t in enumerate(texts)
+            ]
+            usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+            reply = {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+            await conn.send(_json_response(200, reply))
         elif method == "GET" and path == "/v1/models":
             models = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
             await conn.send(_json_response(200, models))

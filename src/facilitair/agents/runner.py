@@ -215,6 +215,16 @@ class TaskRunner:
             )
             return None
         self.metrics.cache_lookups.labels("hit" if lookup.entry else "miss").inc()
+        decision = lookup.decision
+        if lookup.entry is None and decision.rule not in (None, "empty", "threshold"):
+            # A close match was refused: say why, so a surprising miss is never a mystery.
+            await emit(
+                SystemMessage(
+                    message=f"Not served from the cache: a similar task "
+                    f"({decision.similarity or 0:.0%} match) differs: {decision.detail}",
+                    kind="cache_miss",
+                )
+            )
         return lookup
 
     async def _remember(

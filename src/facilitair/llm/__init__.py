@@ -82,4 +82,5 @@ def _local_provider(config: AgentConfig) -> LLMProvider:
         threads=local.threads,
         repeat_penalty=local.repeat_penalty,
         max_tokens=local.max_tokens,
+        stop=local.stop,
     )

@@ -46,7 +46,9 @@ class LlamaCppProvider:
         threads: int = 2,
         repeat_penalty: float = 1.3,
         max_tokens: int = 512,
+        stop: list[str] | None = None,
     ) -> None:
+        self.stop = stop or []
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.threads = threads
@@ -88,7 +90,7 @@ class LlamaCppProvider:
                     temperature=request.temperature,
                     max_tokens=min(request.max_tokens, self.max_tokens),
                     repeat_penalty=self.repeat_penalty,
-                    stop=request.stop or None,
+                    stop=[*self.stop, *request.stop] or None,
                     stream=True,
                 )
                 produced = 0
