@@ -124,11 +124,14 @@ async def fill(store: SQLiteStore, cache: SemanticCache, entries: int, real: int
         )
         for n, text in enumerate(texts)
     ]
-    for row in rows:
-        cache._index(row.entry_id, row.tenant_id, row.partition, row.task, row.vector)
     for start in range(0, len(rows), 5000):
-        for row in rows[start : start + 5000]:
-            await store.add_cache_entry(row)
+        await store.add_cache_entries(rows[start : start + 5000])
+    began = time.perf_counter()
+    loaded = await cache.load()
+    print(
+        f"loaded {loaded:,} entries from SQLite into the index "
+        f"in {time.perf_counter() - began:.2f} s"
+    )
     return partition
 
 
@@ -149,7 +152,7 @@ async def lookups(cache: SemanticCache, partition: str, count: int) -> None:
     print(f"lookup, embedding excluded: p50 {ms(search, 50):.2f} ms, p99 {ms(search, 99):.2f} ms")
     print(f"lookup, embedding included: p50 {ms(whole, 50):.2f} ms, p99 {ms(whole, 99):.2f} ms")
     target = "MET" if ms(whole, 99) < 10 else "NOT MET"
-    print(f"target: lookup p99 < 10 ms at {len(cache._where):,} entries: {target}")
+    print(f"target: lookup p99 < 10 ms at {len(cache):,} entries: {target}")
 
 
 def script(fake: FakeOpenAI) -> None:

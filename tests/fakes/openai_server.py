@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
+
+from fakes.loop_server import LoopServer
 
 __all__ = ["DefaultReply", "FakeOpenAI", "RecordedRequest", "Reply"]
 
@@ -235,71 +236,26 @@ class _Conn:
             await self.writer.wait_closed()
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopServer):
     """Fake OpenAI server running on its own event loop in a daemon thread."""
 
+    thread_name = "fake-openai"
+
     def __init__(self, *, role_pattern: str = r"\b(architect|coder|reviewer|documenter)\b") -> None:
+        super().__init__()
         self._role_re = re.compile(role_pattern, re.IGNORECASE)
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Reply | str]] = {}
         self._defaults: dict[str, DefaultReply] = {}
         self._records: list[RecordedRequest] = []
         self._ids = itertools.count(1)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._port: int | None = None
-        self._startup_error: BaseException | None = None
         self.embedding_inputs: list[str] = []
-
-    def start(self) -> FakeOpenAI:
-        """Start serving on a random free port; returns self."""
-        if self._thread is not None:
-            raise RuntimeError("FakeOpenAI already started")
-        ready = threading.Event()
-        self._startup_error = None
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(self._serve(ready),), name="fake-openai", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("FakeOpenAI did not start")
-        if self._startup_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._startup_error
-        return self
-
-    def stop(self) -> None:
-        """Stop the server, dropping in-flight connections."""
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        if thread is None:
-            return
-        if loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-        thread.join(10)
-        self._thread = self._loop = self._stopping = None
-        self._port = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
         """Base URL for OpenAI clients, e.g. http://127.0.0.1:PORT/v1."""
-        if self._port is None:
-            raise RuntimeError("FakeOpenAI is not running")
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def script(self, role: str, *replies: Reply | str) -> None:
         """Queue replies for a role, served first-in first-out."""
@@ -370,25 +326,10 @@ class FakeOpenAI:
             item = item(rec)
         return item if isinstance(item, Reply) else Reply(text=item)
 
-    async def _serve(self, ready: threading.Event) -> None:
-        try:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024)
-        except BaseException as exc:
-            self._startup_error = exc
-            ready.set()
-            return
-        self._port = server.sockets[0].getsockname()[1]
-        ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await server.wait_closed()
+    async def _on_stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Coroutine
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from fakes.loop_server import LoopServer
 
 __all__ = ["TcpProxy"]
 
@@ -44,20 +44,18 @@ class _Link:
                 writer.close()
 
 
-class TcpProxy:
+class TcpProxy(LoopServer):
     """Forwards 127.0.0.1:<random port> to (target_host, target_port), byte for byte."""
 
+    thread_name = "tcp-proxy"
+
     def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__()
         self.target_host = target_host
         self.target_port = target_port
         self.drops = 0  # connections cut by drop_all(), in total
         self._links: set[_Link] = set()
         self._forwarding: asyncio.Event | None = None  # set: client bytes go upstream
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._port: int | None = None
-        self._startup_error: BaseException | None = None
 
     @classmethod
     def to_url(cls, url: str) -> TcpProxy:
@@ -66,53 +64,6 @@ class TcpProxy:
         if parts.hostname is None or parts.port is None:
             raise ValueError(f"{url!r} has no host and port")
         return cls(parts.hostname, parts.port)
-
-    # --- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> TcpProxy:
-        if self._thread is not None:
-            raise RuntimeError("TcpProxy already started")
-        ready = threading.Event()
-        self._startup_error = None
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(self._serve(ready),), name="tcp-proxy", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("TcpProxy did not start")
-        if self._startup_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._startup_error
-        return self
-
-    def stop(self) -> None:
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        if thread is None:
-            return
-        if loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-        thread.join(10)
-        self._thread = self._loop = self._stopping = None
-        self._port = None
-
-    def __enter__(self) -> TcpProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("TcpProxy is not running")
-        return self._port
 
     @property
     def url(self) -> str:
@@ -165,25 +116,14 @@ class TcpProxy:
 
     # --- serving ---------------------------------------------------------------------------
 
-    async def _serve(self, ready: threading.Event) -> None:
-        try:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            self._forwarding = asyncio.Event()
-            self._forwarding.set()
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-            self._port = int(server.sockets[0].getsockname()[1])
-        except BaseException as exc:
-            self._startup_error = exc
-            ready.set()
-            return
-        ready.set()
-        async with server:
-            await self._stopping.wait()
-            server.close()
-            for link in list(self._links):
-                link.abort()
-            self._links.clear()
+    async def _on_start(self) -> None:
+        self._forwarding = asyncio.Event()
+        self._forwarding.set()
+
+    async def _on_stop(self) -> None:
+        for link in list(self._links):
+            link.abort()
+        self._links.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

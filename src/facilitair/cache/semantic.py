@@ -78,6 +78,9 @@ class SemanticCache:
         self._owner: dict[str, str] = {}  # entry_id → tenant_id
         self._lock = asyncio.Lock()
 
+    def __len__(self) -> int:
+        return len(self._where)
+
     async def load(self) -> int:
         """Rebuild the in-memory index from the store (entries within their TTL)."""
         entries = await self.store.cache_entries(self._cutoff())
@@ -234,7 +237,7 @@ class SemanticCache:
                 source_task_id=source_task_id,
                 meta=meta or {},
             )
-            await self.store.add_cache_entry(entry)
+            await self.store.add_cache_entries([entry])
             self._index(entry.entry_id, tenant_id, partition, task, vector)
             if len(self._where) > self.policy.max_entries:
                 await self.evict()

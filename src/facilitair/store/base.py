@@ -68,7 +68,7 @@ class Store(Protocol):
 
     # --- semantic cache ---
 
-    async def add_cache_entry(self, entry: CacheEntry) -> None: ...
+    async def add_cache_entries(self, entries: list[CacheEntry]) -> None: ...
 
     async def cache_entries(self, created_after: str) -> list[CacheEntry]:
         """Every entry made after then, oldest first (to rebuild the in-memory index)."""

@@ -291,11 +291,11 @@ class SQLiteStore:
 
     # --- semantic cache ---
 
-    async def add_cache_entry(self, entry: CacheEntry) -> None:
-        await self.db.execute(
+    async def add_cache_entries(self, entries: list[CacheEntry]) -> None:
+        await self.db.executemany(
             f"INSERT OR REPLACE INTO cache_entries ({CACHE_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _entry_row(entry),
+            [_entry_row(entry) for entry in entries],
         )
         await self.db.commit()
 
