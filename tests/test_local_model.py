@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 
 from facilitair.config import Settings
 from facilitair.server.background import BackgroundServer
-from support import collect, new_key, start_task
+from support import collect, iter_events, new_key, start_task
 
 
 async def test_a_short_task_runs_end_to_end_on_the_local_model(tmp_path: Path) -> None:
@@ -31,3 +32,38 @@ async def test_a_short_task_runs_end_to_end_on_the_local_model(tmp_path: Path) -
     first_done = next(i for i, e in enumerate(events) if e.event == "chunk_completed")
     assert first_token < first_done  # text streamed before the turn ended
     assert events[-1].data["metrics"]["cost_usd"] == 0.0
+
+
+async def test_cancelling_stops_the_local_model_mid_answer(tmp_path: Path) -> None:
+    config = tmp_path / "long.toml"
+    config.write_text("[local]\nmax_tokens = 2000\nstop = []\n", encoding="utf-8")
+    settings = Settings(data_dir=tmp_path, config=config, llm_base_url=None, cache_enabled=False)
+    key = new_key(settings, "alice")
+    headers = {"X-API-Key": key}
+    task = {"task": "Write a very long essay about the history of every programming language"}
+    with BackgroundServer(settings) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
+            created = await start_task(client, key, task)
+            async for event in iter_events(client, created["stream_id"], key=key):
+                if event.event == "token_stream":
+                    break
+            began = time.monotonic()
+            cancelled = await client.post(
+                f"/api/stream/{created['stream_id']}/cancel", headers=headers
+            )
+            stopped_in = time.monotonic() - began
+            tail = await collect(client, created["stream_id"], key, last_event_id=event.seq)
+            # The one llama.cpp worker must be free again: a new task streams at once, not
+            # after the cancelled answer's remaining ~2,000 tokens.
+            again = await start_task(client, key, {"task": "Say hello"})
+            began = time.monotonic()
+            async for event in iter_events(client, again["stream_id"], key=key):
+                if event.event == "token_stream":
+                    break
+            next_first_token = time.monotonic() - began
+            await client.post(f"/api/stream/{again['stream_id']}/cancel", headers=headers)
+
+    assert cancelled.json()["status"] == "cancelled"
+    assert tail[-1].event == "task_cancelled"
+    assert stopped_in < 5
+    assert next_first_token < 10

@@ -267,7 +267,7 @@ class TaskRunner:
         """Replay a remembered result with the full event shape, at no cost."""
         similarity = lookup.decision.similarity or 1.0
         saved_usd = entry.cost_usd
-        saved = "an unknown cost" if saved_usd is None else f"${saved_usd:.2f}"
+        saved = "an unknown cost" if saved_usd is None else _usd(saved_usd)
         await emit(
             SystemMessage(
                 message=f"Cache hit ({similarity:.0%} match) • saved {saved}, "
@@ -367,6 +367,11 @@ class TaskRunner:
         if totals:
             self.metrics.llm_tokens.labels("prompt").inc(totals.prompt_tokens)
             self.metrics.llm_tokens.labels("completion").inc(totals.completion_tokens)
+
+
+def _usd(amount: float) -> str:
+    """Cents for real money; sub-cent amounts keep enough digits not to read as $0.00."""
+    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
 
 
 def _cache_context(record: TaskRecord) -> dict[str, Any]:

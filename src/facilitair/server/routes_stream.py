@@ -89,7 +89,8 @@ async def stream_events(
     last = await log.last_seq(stream_id)
     if last == 0 and record.status in FINISHED_STATUSES:
         raise ApiError(404, f"stream {stream_id} has expired; its result is kept in the history")
-    if after >= last and await log.is_finished(stream_id):
+    # No events yet (last == 0) means not finished: skip that store round trip.
+    if after >= last and last > 0 and await log.is_finished(stream_id):
         return Response(status_code=204)
     settings = container.settings
 
