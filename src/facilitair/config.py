@@ -104,7 +104,7 @@ class LocalModelConfig(BaseModel):
     model: str = "SmolLM2-135M-Instruct"
     model_path: str = ""
     context_tokens: int = Field(default=4096, ge=256)
-    threads: int = Field(default=2, ge=1)
+    threads: int = Field(default=1, ge=1)
     repeat_penalty: float = Field(default=1.3, ge=1.0)
     max_tokens: int = Field(default=384, ge=16)
     stop: list[str] = Field(default_factory=list)
