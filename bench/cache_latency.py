@@ -31,6 +31,7 @@ from facilitair.cache.embeddings import LocalEmbedder  # noqa: E402
 from facilitair.cache.entry import CacheEntry  # noqa: E402
 from facilitair.cache.semantic import CachePolicy, SemanticCache  # noqa: E402
 from facilitair.config import Settings  # noqa: E402
+from facilitair.protocol.events import utc_now  # noqa: E402
 from facilitair.server.auth import create_key  # noqa: E402
 from facilitair.server.background import BackgroundServer  # noqa: E402
 from facilitair.store.sqlite import SQLiteStore  # noqa: E402
@@ -108,6 +109,7 @@ async def fill(store: SQLiteStore, cache: SemanticCache, entries: int, real: int
             "iterations": 1,
         },
     }
+    now = utc_now()
     rows = [
         CacheEntry(
             entry_id=f"cache_bench_{n}",
@@ -120,7 +122,7 @@ async def fill(store: SQLiteStore, cache: SemanticCache, entries: int, real: int
             plan=[],
             cost_usd=0.01,
             duration_s=5.0,
-            created_at=f"2099-01-01T00:00:{n % 60:02d}.000Z",
+            created_at=now,
         )
         for n, text in enumerate(texts)
     ]
@@ -168,6 +170,7 @@ async def end_to_end(data_dir: Path, repeats: int) -> None:
     with FakeOpenAI() as fake:
         script(fake)
         settings = Settings(
+            cache_max_entries=1_000_000,
             data_dir=data_dir,
             llm_base_url=fake.base_url,
             llm_api_key="x",

@@ -84,8 +84,22 @@ class SemanticCache:
     async def load(self) -> int:
         """Rebuild the in-memory index from the store (entries within their TTL)."""
         entries = await self.store.cache_entries(self._cutoff())
+        by_partition: dict[str, list[CacheEntry]] = {}
         for entry in entries:
-            self._index(entry.entry_id, entry.tenant_id, entry.partition, entry.task, entry.vector)
+            if entry.entry_id not in self._where:
+                by_partition.setdefault(entry.partition, []).append(entry)
+        for partition, group in by_partition.items():
+            index = self._partitions.get(partition)
+            if index is None:
+                index = self._partitions[partition] = PartitionIndex(len(group[0].vector))
+            index.add_many(
+                [e.entry_id for e in group],
+                [e.task for e in group],
+                np.stack([e.vector for e in group]),
+            )
+            for entry in group:
+                self._where[entry.entry_id] = partition
+                self._owner[entry.entry_id] = entry.tenant_id
         return len(entries)
 
     def _cutoff(self) -> str:
