@@ -203,12 +203,15 @@ class SemanticCache:
                 decision = Decision(False, decision.similarity, rule="expired")
         if entry is not None:
             saved_usd = entry.cost_usd or 0.0
-            await self.store.touch_cache_entry(entry.entry_id, utc_now())
             await self.store.record_cache_lookup(
-                tenant_id, hit=True, saved_usd=saved_usd, saved_s=entry.duration_s
+                tenant_id,
+                hit_entry=entry.entry_id,
+                when=utc_now(),
+                saved_usd=saved_usd,
+                saved_s=entry.duration_s,
             )
         else:
-            await self.store.record_cache_lookup(tenant_id, hit=False, saved_usd=0, saved_s=0)
+            await self.store.record_cache_lookup(tenant_id, hit_entry=None, when=utc_now())
         return Lookup(decision, entry, partition, vector)
 
     async def remember(

@@ -76,10 +76,6 @@ class Store(Protocol):
 
     async def cache_entry(self, entry_id: str) -> CacheEntry | None: ...
 
-    async def touch_cache_entry(self, entry_id: str, when: str) -> None:
-        """Count a hit on the entry."""
-        ...
-
     async def delete_cache_entries(self, entry_ids: list[str]) -> int: ...
 
     async def cache_entry_ids(self, tenant_id: str) -> list[str]: ...
@@ -89,7 +85,15 @@ class Store(Protocol):
         ...
 
     async def record_cache_lookup(
-        self, tenant_id: str, *, hit: bool, saved_usd: float, saved_s: float
-    ) -> None: ...
+        self,
+        tenant_id: str,
+        *,
+        hit_entry: str | None,
+        when: str,
+        saved_usd: float = 0.0,
+        saved_s: float = 0.0,
+    ) -> None:
+        """Count a lookup for the tenant; on a hit, also the entry's hit count and last use."""
+        ...
 
     async def cache_stats(self, tenant_id: str) -> CacheStats: ...

@@ -313,14 +313,6 @@ class SQLiteStore:
             row = await cur.fetchone()
         return _entry(row) if row else None
 
-    async def touch_cache_entry(self, entry_id: str, when: str) -> None:
-        await self.db.execute(
-            "UPDATE cache_entries SET last_hit_at = ?, hit_count = hit_count + 1"
-            " WHERE entry_id = ?",
-            (when, entry_id),
-        )
-        await self.db.commit()
-
     async def delete_cache_entries(self, entry_ids: list[str]) -> int:
         if not entry_ids:
             return 0
@@ -346,8 +338,21 @@ class SQLiteStore:
             return [row[0] for row in await cur.fetchall()]
 
     async def record_cache_lookup(
-        self, tenant_id: str, *, hit: bool, saved_usd: float, saved_s: float
+        self,
+        tenant_id: str,
+        *,
+        hit_entry: str | None,
+        when: str,
+        saved_usd: float = 0.0,
+        saved_s: float = 0.0,
     ) -> None:
+        hit = hit_entry is not None
+        if hit:
+            await self.db.execute(
+                "UPDATE cache_entries SET last_hit_at = ?, hit_count = hit_count + 1"
+                " WHERE entry_id = ?",
+                (when, hit_entry),
+            )
         await self.db.execute(
             "INSERT INTO cache_counters (tenant_id, hits, misses, saved_usd, saved_s)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id) DO UPDATE SET"
