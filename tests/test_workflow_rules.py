@@ -107,8 +107,14 @@ async def test_budget_stops_the_run_with_a_clear_error(
     client: httpx.AsyncClient, key: str, fake: FakeOpenAI
 ) -> None:
     script_happy_path(fake, chunks=2, architect=False)
-    fake.script("architect", Reply(text=plan_reply(("c1", "a", []), ("c2", "b", [])),
-                                   prompt_tokens=1000, completion_tokens=1000))  # fmt: skip
+    fake.script(
+        "architect",
+        Reply(
+            text=plan_reply(("c1", "a", []), ("c2", "b", [])),
+            prompt_tokens=1000,
+            completion_tokens=1000,
+        ),
+    )
     created = await start_task(client, key, {"task": "Build it", "budget_usd": 0.0005})
     events = await collect(client, created["stream_id"], key)
 

@@ -178,9 +178,16 @@ class TurnRunner:
         for index, model in enumerate(models):
             try:
                 return await self._attempt(
-                    role_key, role, model, chunk_id, chunk_number, agent, description,
-                    messages, iteration,
-                )  # fmt: skip
+                    role_key,
+                    role,
+                    model,
+                    chunk_id,
+                    chunk_number,
+                    agent,
+                    description,
+                    messages,
+                    iteration,
+                )
             except ProviderError as error:
                 next_model = models[index + 1] if index + 1 < len(models) else None
                 if next_model is None or not (error.retryable or error.code == "model_not_found"):
@@ -282,13 +289,18 @@ class TurnRunner:
         self.totals.finished[chunk_id] = text
         self.totals.turns.append(
             {
-                "chunk_id": chunk_id, "chunk_number": chunk_number, "role": role_key,
-                "agent": agent, "model": model, "description": description,
-                "iteration": iteration, "content": text,
+                "chunk_id": chunk_id,
+                "chunk_number": chunk_number,
+                "role": role_key,
+                "agent": agent,
+                "model": model,
+                "description": description,
+                "iteration": iteration,
+                "content": text,
                 "usage": {"prompt_tokens": prompt, "completion_tokens": produced},
                 "cost_usd": cost,
             }
-        )  # fmt: skip
+        )
         await emit(
             ChunkCompleted(
                 chunk_id=chunk_id,
