@@ -112,7 +112,8 @@ class TaskRunner:
             if isinstance(payload, TaskProgress):
                 plan[:] = [item.model_dump() for item in payload.plan]
             if isinstance(payload, TaskProgress | ChunkCompleted):
-                await self.store.update_task(record.task_id, **_progress_fields(totals))
+                progress = {"status": "running", **_progress_fields(totals)}
+                await self.store.save_task(record.model_copy(update=progress))
             return event
 
         turns = TurnRunner(
@@ -125,7 +126,7 @@ class TaskRunner:
         )
         began = time.monotonic()
         try:
-            await self.store.update_task(record.task_id, status="running")
+            await self.store.save_task(record.model_copy(update={"status": "running"}))
             await emit(
                 TaskStarted(
                     task=request.task,
@@ -355,14 +356,8 @@ class TaskRunner:
         fields = _progress_fields(totals) if totals else {}
         if totals and status != "completed":
             fields["partial"] = totals.kept_output() or None
-        await self.store.update_task(
-            record.task_id,
-            status=status,
-            finished_at=utc_now(),
-            result=result,
-            error=error,
-            **fields,
-        )
+        final = {"status": status, "finished_at": utc_now(), "result": result, "error": error}
+        await self.store.save_task(record.model_copy(update={**final, **fields}))
         self.metrics.tasks_finished.labels(status).inc()
         if totals:
             self.metrics.llm_tokens.labels("prompt").inc(totals.prompt_tokens)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.protocol.api import TaskRecord
@@ -47,7 +47,9 @@ class Store(Protocol):
 
     async def task_by_stream(self, stream_id: str) -> TaskRecord | None: ...
 
-    async def update_task(self, task_id: str, **fields: Any) -> None: ...
+    async def save_task(self, record: TaskRecord) -> None:
+        """Replace the stored task with this version of it."""
+        ...
 
     async def list_tasks(
         self, tenant_id: str, limit: int, offset: int

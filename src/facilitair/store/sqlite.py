@@ -218,14 +218,10 @@ class SQLiteStore:
     async def task_by_stream(self, stream_id: str) -> TaskRecord | None:
         return await self._one("stream_id", stream_id)
 
-    async def update_task(self, task_id: str, **fields: Any) -> None:
-        record = await self.task(task_id)
-        if record is None:
-            raise KeyError(task_id)
-        updated = record.model_validate({**record.model_dump(), **fields})
+    async def save_task(self, record: TaskRecord) -> None:
         await self.db.execute(
             "UPDATE tasks SET status = ?, finished_at = ?, record = ? WHERE task_id = ?",
-            (updated.status, updated.finished_at, updated.model_dump_json(), task_id),
+            (record.status, record.finished_at, record.model_dump_json(), record.task_id),
         )
         await self.db.commit()
 
@@ -254,10 +250,7 @@ class SQLiteStore:
     async def add_events(self, events: list[StoredEvent]) -> None:
         await self.db.executemany(
             "INSERT OR IGNORE INTO events (stream_id, seq, event, data) VALUES (?, ?, ?, ?)",
-            [
-                (e.stream_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")))
-                for e in events
-            ],
+            [(e.stream_id, e.seq, e.event, e.data_json) for e in events],
         )
         await self.db.commit()
 
