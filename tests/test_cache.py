@@ -241,3 +241,21 @@ async def test_a_refused_near_match_is_explained_and_the_cli_shows_the_saving(
     assert "saved $" in hit["data"]["message"]
     stats_out = await cli_run([cli, "cache", "stats"], env)
     assert json.loads(stats_out.stdout)["hits"] == 1
+
+
+async def test_configured_embedding_files_replace_the_packaged_ones(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    from facilitair.cache.embeddings import LocalEmbedder
+
+    packaged = LocalEmbedder()
+    model = tmp_path / "model.onnx"
+    model.write_bytes(packaged.model_path.read_bytes())
+    good = make_server(embeddings_model_path=model)
+    missing = make_server(embeddings_model_path=tmp_path / "nope.onnx")
+    script_happy_path(fake, chunks=1)
+    for server, enabled in ((good, True), (missing, False)):
+        key = new_key(server.settings, "alice")
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            assert (await stats(client, key))["enabled"] is enabled
+            assert (await run(client, key, body()))[-1].event == "task_completed"

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     embeddings: Literal["local", "openai"] = "local"
     embeddings_model: str = "text-embedding-3-small"
     embeddings_base_url: str | None = None
+    embeddings_model_path: Path | None = None  # an ONNX file instead of the packaged one
+    embeddings_tokenizer_path: Path | None = None  # its tokenizer.json
 
     llm_max_retries: int = Field(default=3, ge=0)
     llm_retry_base_s: float = Field(default=0.5, ge=0)

@@ -70,6 +70,9 @@ class LocalEmbedder:
     ) -> None:
         model = model_path or _package_file(ONNX_PACKAGE, "model.onnx")
         tokenizer = tokenizer_path or _package_file(TOKENIZER_PACKAGE, "model", "tokenizer.json")
+        for given in (model_path, tokenizer_path):
+            if given is not None and not given.is_file():
+                raise EmbeddingError(f"embedding file {given} does not exist")
         if model is None or tokenizer is None:
             raise EmbeddingError(
                 "the local embedding model is not installed: run `bash scripts/setup.sh` "

@@ -108,7 +108,9 @@ async def _build_cache(
             key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
             embedder = OpenAIEmbedder(base_url, key, settings.embeddings_model)
         else:
-            embedder = LocalEmbedder()
+            embedder = LocalEmbedder(
+                settings.embeddings_model_path, settings.embeddings_tokenizer_path
+            )
     except EmbeddingError as exc:
         log.warning("semantic cache disabled: %s", exc)
         return None
