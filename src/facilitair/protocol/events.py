@@ -176,19 +176,20 @@ class StoredEvent:
 
 
 class _Clock:
-    """`utc_now` formats the date and time once per second, then only adds milliseconds."""
+    """`utc_now` formats the date and time once per second, then only adds milliseconds.
+    The (second, text) pair is swapped in one assignment, so threads never mix two seconds."""
 
-    second = -1
-    prefix = ""
+    cached: tuple[int, str] = (-1, "")
 
 
 def utc_now() -> str:
     """ISO-8601 UTC with milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
     second, nanos = divmod(time.time_ns(), 1_000_000_000)
-    if second != _Clock.second:
-        _Clock.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _Clock.second = second
-    return f"{_Clock.prefix}.{nanos // 1_000_000:03d}Z"
+    cached = _Clock.cached
+    if cached[0] != second:
+        cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        _Clock.cached = cached
+    return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
 
 
 def envelope(stream_id: str, seq: int, payload: Payload) -> StoredEvent:
