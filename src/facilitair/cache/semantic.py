@@ -17,7 +17,7 @@ from facilitair.cache.embeddings import Embedder
 from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.cache.guard import Guard
 from facilitair.cache.index import PartitionIndex
-from facilitair.protocol.events import utc_now
+from facilitair.protocol.events import iso_utc, utc_now
 from facilitair.store.base import Store
 
 CANDIDATES = 5
@@ -53,10 +53,6 @@ class Lookup:
     entry: CacheEntry | None
     partition: str
     vector: npt.NDArray[np.float32]
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SemanticCache:
@@ -104,7 +100,7 @@ class SemanticCache:
 
     def _cutoff(self) -> str:
         """Entries made before this time are past their TTL."""
-        return _stamp(datetime.now(UTC) - timedelta(seconds=self.policy.ttl_s))
+        return iso_utc(datetime.now(UTC) - timedelta(seconds=self.policy.ttl_s))
 
     def _index(
         self,

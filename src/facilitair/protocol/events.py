@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -190,6 +191,11 @@ def utc_now() -> str:
         cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         _Clock.cached = cached
     return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
+
+
+def iso_utc(moment: datetime) -> str:
+    """The timestamp format of every event and record, for a given moment."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def envelope(stream_id: str, seq: int, payload: Payload) -> StoredEvent:

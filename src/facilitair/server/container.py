@@ -16,6 +16,7 @@ from facilitair.cache.verifier import LLMVerifier
 from facilitair.config import AgentConfig, Settings, load_agent_config
 from facilitair.llm import ProviderSet, build_providers
 from facilitair.observability import Metrics
+from facilitair.protocol.events import iso_utc
 from facilitair.server.auth import RateLimiter, Tickets
 from facilitair.store import Store, build_store
 
@@ -73,8 +74,7 @@ class Container:
     async def _expire_streams_forever(self) -> None:
         ttl = self.settings.stream_ttl_s
         while True:
-            cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
-            stamp = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            stamp = iso_utc(datetime.now(UTC) - timedelta(seconds=ttl))
             try:
                 await self.store.expire_events(stamp)
                 if self.cache is not None:
