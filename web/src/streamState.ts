@@ -131,6 +131,29 @@ export function isFinished(phase: Phase): boolean {
   return phase === "completed" || phase === "failed" || phase === "cancelled";
 }
 
+/** A lane before any text: the fields an event gives, the rest at their starting values. */
+function newLane(
+  fields: Pick<Lane, "chunkId" | "role" | "agent"> & Partial<Lane>,
+  firstSeq: number,
+): Lane {
+  return {
+    type: "agent",
+    chunkNumber: 0,
+    model: "",
+    description: "",
+    iteration: 1,
+    attempt: 1,
+    text: "",
+    done: false,
+    repaired: false,
+    usage: null,
+    costUsd: null,
+    durationS: null,
+    ...fields,
+    firstSeq,
+  };
+}
+
 function laneIndex(messages: StreamMessage[], chunkId: string): number {
   return messages.findIndex((m) => m.type === "agent" && m.chunkId === chunkId);
 }
@@ -186,24 +209,19 @@ export function applyEvent<K extends EventName>(
     }
     case "chunk_started": {
       const d = typed.data;
-      const lane: Lane = {
-        type: "agent",
-        chunkId: d.chunk_id,
-        chunkNumber: d.chunk_number,
-        role: d.role,
-        agent: d.agent,
-        model: d.model,
-        description: d.description,
-        iteration: d.iteration ?? 1,
-        attempt: d.attempt ?? 1,
-        text: "",
-        done: false,
-        repaired: false,
-        usage: null,
-        costUsd: null,
-        durationS: null,
-        firstSeq: seq,
-      };
+      const lane = newLane(
+        {
+          chunkId: d.chunk_id,
+          chunkNumber: d.chunk_number,
+          role: d.role,
+          agent: d.agent,
+          model: d.model,
+          description: d.description,
+          iteration: d.iteration ?? 1,
+          attempt: d.attempt ?? 1,
+        },
+        seq,
+      );
       const index = laneIndex(next.messages, d.chunk_id);
       if (index === -1) return { ...next, messages: [...next.messages, lane] };
       const old = next.messages[index] as Lane;
@@ -215,24 +233,10 @@ export function applyEvent<K extends EventName>(
       const index = laneIndex(next.messages, d.chunk_id);
       if (index === -1) {
         // Tokens for a lane we never saw start (should not happen): open one so nothing is lost.
-        const lane: Lane = {
-          type: "agent",
-          chunkId: d.chunk_id,
-          chunkNumber: 0,
-          role: d.role,
-          agent: d.agent,
-          model: "",
-          description: "",
-          iteration: 1,
-          attempt: 1,
-          text: d.tokens,
-          done: false,
-          repaired: false,
-          usage: null,
-          costUsd: null,
-          durationS: null,
-          firstSeq: seq,
-        };
+        const lane = newLane(
+          { chunkId: d.chunk_id, role: d.role, agent: d.agent, text: d.tokens },
+          seq,
+        );
         return { ...next, messages: [...next.messages, lane] };
       }
       const lane = next.messages[index] as Lane;
@@ -243,24 +247,16 @@ export function applyEvent<K extends EventName>(
       const index = laneIndex(next.messages, d.chunk_id);
       const base: Lane =
         index === -1
-          ? {
-              type: "agent",
-              chunkId: d.chunk_id,
-              chunkNumber: d.chunk_number,
-              role: d.role,
-              agent: d.agent,
-              model: d.model,
-              description: "",
-              iteration: 1,
-              attempt: 1,
-              text: "",
-              done: false,
-              repaired: false,
-              usage: null,
-              costUsd: null,
-              durationS: null,
-              firstSeq: seq,
-            }
+          ? newLane(
+              {
+                chunkId: d.chunk_id,
+                chunkNumber: d.chunk_number,
+                role: d.role,
+                agent: d.agent,
+                model: d.model,
+              },
+              seq,
+            )
           : (next.messages[index] as Lane);
       const matches = base.text === d.content;
       const lane: Lane = {
