@@ -9,7 +9,33 @@ import pytest
 
 from facilitair.config import Settings
 from fakes.openai_server import FakeOpenAI
+from services import Services, services
 from support import ServerThread, make_settings, new_key
+
+__all__ = ["services"]
+
+BACKENDS = ("embedded", "scaleout")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that use a server run on the embedded backend (SQLite + in-process), and, in
+    modules that set `BACKENDS = ("embedded", "scaleout")`, on PostgreSQL + Redis too."""
+    if "backend" in metafunc.fixturenames:
+        backends = getattr(metafunc.module, "BACKENDS", ("embedded",))
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Settings overrides that select the backend under test (empty: the embedded default)."""
+    name = getattr(request, "param", "embedded")
+    if name == "embedded":
+        yield {}
+        return
+    live: Services = request.getfixturevalue("services")
+    overrides = live.scaleout_settings()
+    yield overrides
+    live.drop_database(overrides["database_url"])
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +52,15 @@ def fake(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, fake: FakeOpenAI) -> Iterator[Callable[..., ServerThread]]:
-    """Start the real app with settings overridden as given; every server is stopped after."""
+def make_server(
+    tmp_path: Path, fake: FakeOpenAI, backend: dict[str, Any]
+) -> Iterator[Callable[..., ServerThread]]:
+    """Start the real app with settings overridden as given; every server is stopped after.
+    Servers of one test share its backend (one database, one Redis prefix)."""
     servers: list[ServerThread] = []
 
     def make(**overrides: Any) -> ServerThread:
-        settings = make_settings(tmp_path / f"data{len(servers)}", fake, **overrides)
+        settings = make_settings(tmp_path / f"data{len(servers)}", fake, **{**backend, **overrides})
         server = ServerThread(settings).start()
         servers.append(server)
         return server

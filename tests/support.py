@@ -17,7 +17,7 @@ from httpx_sse import aconnect_sse
 from facilitair.config import Settings
 from facilitair.server.auth import create_key
 from facilitair.server.background import BackgroundServer
-from facilitair.store.sqlite import SQLiteStore
+from facilitair.store import build_store
 from fakes.openai_server import FakeOpenAI, Reply
 
 ServerThread = BackgroundServer
@@ -40,7 +40,7 @@ def make_settings(data_dir: Path, fake: FakeOpenAI, **overrides: Any) -> Setting
 
 def new_key(settings: Settings, name: str, tenant: str | None = None) -> str:
     async def make() -> str:
-        store = SQLiteStore(settings.sqlite_path)
+        store = build_store(settings)
         await store.open()
         try:
             return (await create_key(store, name, tenant))[1]

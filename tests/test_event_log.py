@@ -1,14 +1,21 @@
-"""The embedded event log (bus/memory.py) over a real SQLite store."""
+"""The event log's conformance suite: the embedded log (bus/memory.py) over SQLite and the Redis
+Streams log (bus/redis.py) over PostgreSQL, against real services, pass the same tests; then
+what only one of them has (the memory log's bounded buffer, Redis trimming and losses)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
+from facilitair.bus.base import EventLog
 from facilitair.bus.memory import MemoryEventLog
+from facilitair.bus.redis import RedisEventLog
 from facilitair.protocol.events import (
     StoredEvent,
     SystemMessage,
@@ -16,7 +23,10 @@ from facilitair.protocol.events import (
     TaskCompleted,
     TaskMetrics,
 )
+from facilitair.store.base import EventStore, Store
+from facilitair.store.postgres import PostgresStore
 from facilitair.store.sqlite import SQLiteStore
+from services import Services
 
 S = "stream-1"
 
@@ -37,7 +47,7 @@ def completed() -> TaskCompleted:
     return TaskCompleted(content="done", artifacts=[], metrics=metrics)
 
 
-async def read_all(log: MemoryEventLog, after: int = 0, slow_s: float = 0.0) -> list[StoredEvent]:
+async def read_all(log: EventLog, after: int = 0, slow_s: float = 0.0) -> list[StoredEvent]:
     events = []
     async for event in log.read(S, after):
         events.append(event)
@@ -46,27 +56,84 @@ async def read_all(log: MemoryEventLog, after: int = 0, slow_s: float = 0.0) -> 
     return events
 
 
+async def take(log: EventLog, count: int) -> list[StoredEvent]:
+    events = []
+    async for event in log.read(S):
+        events.append(event)
+        if len(events) == count:
+            break
+    return events
+
+
 def seqs(events: list[StoredEvent]) -> list[int]:
     return [e.seq for e in events]
 
 
+KINDS = ("memory", "redis")
+MakeLog = Callable[..., EventLog]
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    db = SQLiteStore(tmp_path / "events.db")
+async def store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if kind == "memory":
+        db: Store = SQLiteStore(tmp_path / "events.db")
+    else:
+        live: Services = request.getfixturevalue("services")
+        url = live.new_database()
+        request.addfinalizer(lambda: live.drop_database(url))
+        db = PostgresStore(url)
     await db.open()
     yield db
     await db.close()
 
 
 @pytest.fixture
-async def log(store: SQLiteStore) -> AsyncIterator[MemoryEventLog]:
-    event_log = MemoryEventLog(store)
+async def redis(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Redis | None]:
+    if kind == "memory":
+        yield None
+        return
+    live: Services = request.getfixturevalue("services")
+    client = Redis.from_url(live.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make_log(
+    kind: str, store: Store, redis: Redis | None
+) -> AsyncIterator[Callable[..., EventLog]]:
+    """New logs over the same store (and Redis): each one is another process's view."""
+    logs: list[EventLog] = []
+    prefix = "t" + uuid.uuid4().hex[:8]
+
+    def make(**options: Any) -> EventLog:
+        log: EventLog
+        if kind == "memory":
+            log = MemoryEventLog(store, **options)
+        else:
+            assert redis is not None
+            log = RedisEventLog(redis, store, prefix=prefix, **options)
+        logs.append(log)
+        return log
+
+    yield make
+    for log in logs:
+        await log.stop()
+
+
+@pytest.fixture
+async def log(make_log: MakeLog) -> EventLog:
+    event_log = make_log()
     await event_log.start()
-    yield event_log
-    await event_log.stop()
+    return event_log
 
 
-async def test_append_numbers_events_from_one(log: MemoryEventLog) -> None:
+async def test_append_numbers_events_from_one(log: EventLog) -> None:
     await log.open(S)
     events = [await log.append(S, msg(i)) for i in range(3)]
     assert seqs(events) == [1, 2, 3]
@@ -78,19 +145,19 @@ async def test_append_numbers_events_from_one(log: MemoryEventLog) -> None:
     assert await log.last_seq(S) == 3
 
 
-async def test_append_to_unopened_stream_raises(log: MemoryEventLog) -> None:
+async def test_append_to_unopened_stream_raises(log: EventLog) -> None:
     with pytest.raises(RuntimeError):
         await log.append("never-opened", msg(0))
 
 
-async def test_append_after_terminal_raises(log: MemoryEventLog) -> None:
+async def test_append_after_terminal_raises(log: EventLog) -> None:
     await log.open(S)
     await log.append(S, TaskCancelled(reason="r"))
     with pytest.raises(RuntimeError):
         await log.append(S, msg(1))
 
 
-async def test_read_after_then_live_until_terminal(log: MemoryEventLog) -> None:
+async def test_read_after_then_live_until_terminal(log: EventLog) -> None:
     await log.open(S)
     for i in range(5):
         await log.append(S, msg(i))
@@ -105,7 +172,7 @@ async def test_read_after_then_live_until_terminal(log: MemoryEventLog) -> None:
     assert events[-1].data["content"] == "done"
 
 
-async def test_concurrent_readers_all_get_everything(log: MemoryEventLog) -> None:
+async def test_concurrent_readers_all_get_everything(log: EventLog) -> None:
     await log.open(S)
     await log.append(S, msg(0))
     readers = [asyncio.create_task(read_all(log)) for _ in range(5)]
@@ -121,53 +188,85 @@ async def test_concurrent_readers_all_get_everything(log: MemoryEventLog) -> Non
 
 
 async def test_terminal_event_is_durable_when_append_returns(
-    tmp_path: Path, store: SQLiteStore
+    make_log: MakeLog, store: Store
 ) -> None:
     # A long flush interval: only append itself can have written the events.
-    log = MemoryEventLog(store, flush_interval_s=60)
+    log = make_log(flush_interval_s=60)
     await log.start()
-    try:
-        await log.open(S)
-        await log.append(S, msg(0))
-        await log.append(S, TaskCancelled(reason="r"))
-        other = SQLiteStore(tmp_path / "events.db")
-        await other.open()
-        try:
-            stored = await other.events(S, 0, 100)
-        finally:
-            await other.close()
-    finally:
-        await log.stop()
+    await log.open(S)
+    await log.append(S, msg(0))
+    await log.append(S, TaskCancelled(reason="r"))
+    stored = await store.events(S, 0, 100)
     assert [(e.seq, e.event) for e in stored] == [(1, "system_message"), (2, "task_cancelled")]
     assert stored[1].data["reason"] == "r"
 
 
-async def test_restart_replays_and_continues_numbering(store: SQLiteStore) -> None:
-    first = MemoryEventLog(store)
+async def test_restart_replays_and_continues_numbering(make_log: MakeLog) -> None:
+    first = make_log()
     await first.start()
     await first.open(S)
     for i in range(4):
         await first.append(S, msg(i))
     await first.stop()
 
-    second = MemoryEventLog(store)
+    second = make_log()
     await second.start()
-    try:
-        replay = await asyncio.wait_for(read_all(second), 5)
-        assert [e.data["message"] for e in replay] == ["m0", "m1", "m2", "m3"]
-        await second.open(S)
-        assert await second.last_seq(S) == 4
-        assert (await second.append(S, msg(4))).seq == 5
-        tail = asyncio.create_task(read_all(second, after=3))
-        await second.append(S, TaskCancelled(reason="r"))
-        assert seqs(await asyncio.wait_for(tail, 5)) == [4, 5, 6]
-        assert seqs(await asyncio.wait_for(read_all(second), 5)) == [1, 2, 3, 4, 5, 6]
-    finally:
-        await second.stop()
+    # (Not read to its end: unfinished, it may still be written by another process.)
+    replay = await asyncio.wait_for(take(second, 4), 5)
+    assert [e.data["message"] for e in replay] == ["m0", "m1", "m2", "m3"]
+    await second.open(S)
+    assert await second.last_seq(S) == 4
+    assert (await second.append(S, msg(4))).seq == 5
+    tail = asyncio.create_task(read_all(second, after=3))
+    await second.append(S, TaskCancelled(reason="r"))
+    assert seqs(await asyncio.wait_for(tail, 5)) == [4, 5, 6]
+    assert seqs(await asyncio.wait_for(read_all(second), 5)) == [1, 2, 3, 4, 5, 6]
 
 
+async def test_a_finished_stream_cannot_be_reopened(log: EventLog) -> None:
+    await log.open(S)
+    await log.append(S, TaskCancelled(reason="r"))
+    await log.stop()
+    with pytest.raises(RuntimeError):
+        await log.open(S)
+    assert await log.is_finished(S)
+
+
+async def test_read_after_the_last_event_of_a_finished_stream_ends_at_once(log: EventLog) -> None:
+    await log.open(S)
+    await log.append(S, msg(0))
+    await log.append(S, TaskCancelled(reason="r"))
+    assert await asyncio.wait_for(read_all(log, after=2), 2) == []
+    assert seqs(await asyncio.wait_for(read_all(log, after=1), 2)) == [2]
+
+
+async def test_replay_carries_the_bytes_sent_live(log: EventLog, store: Store) -> None:
+    await log.open(S)
+    live = [await log.append(S, SystemMessage(message=f'é ✓ "{i}"', kind="x")) for i in range(3)]
+    live.append(await log.append(S, completed()))
+    replayed = await asyncio.wait_for(read_all(log), 5)
+    assert [e.data_json for e in replayed] == [e.data_json for e in live]
+    assert [e.data_json for e in await store.events(S, 0, 10)] == [e.data_json for e in live]
+
+
+@pytest.mark.parametrize("kind", ["redis"])  # the in-process log serves its own process
+async def test_a_reader_in_another_process_follows_live(make_log: MakeLog) -> None:
+    writer, reader_side = make_log(), make_log()
+    await writer.start()
+    await reader_side.start()
+    await writer.open(S)
+    reader = asyncio.create_task(read_all(reader_side))
+    await asyncio.sleep(0.05)
+    for i in range(20):
+        await writer.append(S, msg(i))
+    await writer.append(S, completed())
+    events = await asyncio.wait_for(reader, 5)
+    assert seqs(events) == list(range(1, 22))
+
+
+@pytest.mark.parametrize("kind", ["memory"])
 async def test_bounded_buffer_and_slow_reader_falls_back_to_store(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store_reads = 0
     real_events = store.events
@@ -202,7 +301,7 @@ async def test_bounded_buffer_and_slow_reader_falls_back_to_store(
     assert reads_while_writing > 0
 
 
-async def test_heartbeat_carries_the_last_seq(log: MemoryEventLog) -> None:
+async def test_heartbeat_carries_the_last_seq(log: EventLog) -> None:
     await log.open(S)
     await log.append(S, msg(0))
     await log.append(S, msg(1))
@@ -214,7 +313,7 @@ async def test_heartbeat_carries_the_last_seq(log: MemoryEventLog) -> None:
     assert got[2].data["stream_id"] == S
 
 
-async def test_heartbeat_on_an_empty_stream(log: MemoryEventLog) -> None:
+async def test_heartbeat_on_an_empty_stream(log: EventLog) -> None:
     await log.open(S)
     events = log.read(S, heartbeat_s=0.05)
     beat = await asyncio.wait_for(anext(events), 1)
@@ -223,5 +322,5 @@ async def test_heartbeat_on_an_empty_stream(log: MemoryEventLog) -> None:
     assert beat.data["seq"] == await log.last_seq(S) == 0
 
 
-async def test_read_of_unknown_stream_ends_at_once(log: MemoryEventLog) -> None:
+async def test_read_of_unknown_stream_ends_at_once(log: EventLog) -> None:
     assert await asyncio.wait_for(read_all(log), 1) == []

@@ -28,12 +28,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FAC_", extra="ignore")
 
     data_dir: Path = Field(default_factory=default_data_dir)
-    database_url: str | None = None
-    redis_url: str | None = None
+    database_url: str | None = None  # postgresql://… (scale-out) or sqlite:///PATH
+    database_pool_size: int = Field(default=20, ge=1)  # connections per process (PostgreSQL)
+    redis_url: str | None = None  # redis://… : events, cancel signals and rate limits in Redis
+    redis_prefix: str = "fac"  # every Redis key starts with it (several deployments, one Redis)
+    redis_stream_keep: int = Field(default=1000, ge=10)  # events kept in Redis once persisted
+    redis_finished_ttl_s: int = Field(default=300, ge=1)  # then finished streams replay from the db
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     config: Path | None = None
 
+    lease_s: float = Field(default=30.0, ge=1)  # a dead process's tasks end within this time
     secret_key: SecretStr | None = None
     no_auth: bool = False
     rate_limit_per_minute: int = Field(default=60, ge=1)

@@ -1,10 +1,21 @@
-"""Runs tasks as asyncio tasks in this process: start, cancel, and the end of every stream."""
+"""Runs tasks as asyncio tasks in this process: start, cancel, and the end of every stream.
+
+Each task is held through a lease this process renews while it runs. Every process also looks
+for tasks whose lease ran out — their process died — and ends them as `interrupted`, so no
+client waits forever on a stream nobody writes, and starting a process never touches tasks that
+a live one holds.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from facilitair.agents.sequential import SequentialWorkflow
@@ -30,6 +41,7 @@ from facilitair.protocol.events import (
     TaskStarted,
     TokenStream,
     Usage,
+    iso_utc,
     utc_now,
 )
 from facilitair.protocol.events import TaskError as TaskErrorEvent
@@ -44,6 +56,10 @@ INTERRUPTED = TaskError(
 )
 
 
+def _in(seconds: float) -> str:
+    return iso_utc(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -53,8 +69,13 @@ class TaskRunner:
         config: AgentConfig,
         metrics: Metrics,
         cache: SemanticCache | None = None,
+        *,
+        lease_s: float = 30.0,
     ) -> None:
         self.cache = cache
+        self.lease_s = lease_s
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._leases: asyncio.Task[None] | None = None
         self.store = store
         self.events = events
         self.providers = providers
@@ -64,16 +85,34 @@ class TaskRunner:
         self._cancel_reasons: dict[str, str] = {}
         self._stopping = False
 
-    async def recover(self) -> int:
-        """End the streams of tasks that were running when the server last stopped."""
-        unfinished = await self.store.unfinished_tasks()
-        for record in unfinished:
+    async def start(self) -> int:
+        """End the tasks whose process died, then keep this process's leases; return how
+        many tasks were ended."""
+        ended = await self.end_orphans()
+        self._leases = asyncio.create_task(self._keep_leases(), name="task-leases")
+        return ended
+
+    async def end_orphans(self) -> int:
+        claimed = await self.store.claim_expired_tasks(
+            self.instance_id, utc_now(), _in(self.lease_s)
+        )
+        for record in claimed:
+            log.warning("task %s lost its process; ending it as interrupted", record.task_id)
             await self.events.open(record.stream_id)
             await self._fail(record, INTERRUPTED)
-        return len(unfinished)
+        return len(claimed)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.store.renew_leases(self.instance_id, _in(self.lease_s))
+                await self.end_orphans()
+            except Exception:
+                log.exception("could not renew task leases")
 
     async def submit(self, record: TaskRecord) -> None:
-        await self.store.add_task(record)
+        await self.store.add_task(record, self.instance_id, _in(self.lease_s))
         await self.events.open(record.stream_id)
         self.metrics.tasks_started.inc()
         task = asyncio.create_task(self._run(record), name=f"task-{record.task_id}")
@@ -93,6 +132,10 @@ class TaskRunner:
         return True
 
     async def stop(self) -> None:
+        if self._leases is not None:
+            self._leases.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leases
         self._stopping = True
         tasks = list(self._running.values())
         for task in tasks:

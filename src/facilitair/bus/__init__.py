@@ -1,16 +1,86 @@
-"""Event fan-out and replay behind the `EventLog` interface, chosen by settings."""
+"""What processes share besides the store: event fan-out and replay (`EventLog`), control
+signals (`Control`) and rate limits (`RateLimiter`). In this process by default; in Redis when
+FAC_REDIS_URL is set, so that any API process serves any stream."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from facilitair.bus.base import EventLog
+from facilitair.bus.control import Control, LocalControl, RedisControl
+from facilitair.bus.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from facilitair.bus.memory import MemoryEventLog
+from facilitair.bus.redis import RedisEventLog
 from facilitair.config import Settings
-from facilitair.store.base import Store
+from facilitair.store.base import EventStore
 
-__all__ = ["EventLog", "build_event_log"]
+__all__ = ["Bus", "BusUnavailable", "Control", "EventLog", "RateLimiter", "build_bus"]
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def build_event_log(settings: Settings, store: Store) -> EventLog:
-    if settings.redis_url:
-        raise ValueError("FAC_REDIS_URL is not supported yet: unset it to use the in-process log")
-    return MemoryEventLog(store)
+class BusUnavailable(RuntimeError):
+    """Redis cannot be reached or used as configured; the message says what to do."""
+
+
+@dataclass
+class Bus:
+    events: EventLog
+    control: Control
+    limiter: RateLimiter
+    redis: Redis | None = None
+
+    @property
+    def name(self) -> str:
+        return "redis" if self.redis is not None else "memory"
+
+    async def ping(self) -> None:
+        if self.redis is not None:
+            await self.redis.ping()
+
+    async def close(self) -> None:
+        await self.control.stop()
+        await self.events.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+async def build_bus(settings: Settings, store: EventStore) -> Bus:
+    """The bus for these settings, connected (the event log is started; control is not)."""
+    url = settings.redis_url
+    if not url:
+        bus = Bus(
+            MemoryEventLog(store), LocalControl(), MemoryRateLimiter(settings.rate_limit_per_minute)
+        )
+        await bus.events.start()
+        return bus
+    if not url.startswith(REDIS_SCHEMES):
+        raise BusUnavailable(
+            f"FAC_REDIS_URL must start with redis://, rediss:// or unix:// "
+            f"(got {url.split(':', 1)[0]}://…)"
+        )
+    redis = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as exc:
+        await redis.aclose()
+        where = url.split("@")[-1]  # without credentials
+        raise BusUnavailable(f"cannot reach Redis at {where}: {exc}") from None
+    prefix = settings.redis_prefix
+    bus = Bus(
+        RedisEventLog(
+            redis,
+            store,
+            prefix=prefix,
+            keep=settings.redis_stream_keep,
+            finished_ttl_s=settings.redis_finished_ttl_s,
+        ),
+        RedisControl(redis, prefix),
+        RedisRateLimiter(redis, settings.rate_limit_per_minute, prefix=prefix),
+        redis,
+    )
+    await bus.events.start()
+    return bus

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from itertools import islice
 
 from facilitair.protocol.events import Payload, StoredEvent, envelope, heartbeat
-from facilitair.store.base import Store
+from facilitair.store.base import EventStore
 
 STORE_PAGE = 500
 
@@ -59,7 +59,7 @@ def _last(buffer: deque[StoredEvent], count: int) -> list[StoredEvent]:
 
 class MemoryEventLog:
     def __init__(
-        self, store: Store, *, buffer_size: int = 4096, flush_interval_s: float = 0.05
+        self, store: EventStore, *, buffer_size: int = 4096, flush_interval_s: float = 0.05
     ) -> None:
         self.store = store
         self.buffer_size = buffer_size

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from facilitair.cache.embeddings import Embedder
+from facilitair.cache.index import MemoryVectorIndex
 from facilitair.cache.semantic import CachePolicy, SemanticCache
 from facilitair.store.sqlite import SQLiteStore
 
@@ -87,7 +88,7 @@ async def evaluate(pairs: list[dict[str, Any]], embedder: Embedder, policy: Cach
         store = SQLiteStore(Path(folder) / "eval.sqlite3")
         await store.open()
         try:
-            cache = SemanticCache(store, embedder, policy)
+            cache = SemanticCache(store, MemoryVectorIndex(store), embedder, policy)
             # Storing is not what is measured: embed every `a` in one batch.
             vectors = await embedder.embed([str(p["a"]) for p in pairs])
             for number, (pair, vector) in enumerate(zip(pairs, vectors, strict=True)):

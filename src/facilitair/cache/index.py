@@ -1,4 +1,8 @@
-"""Nearest-neighbour search over one partition's vectors, in memory.
+"""Nearest-neighbour search over the cache's vectors: the `VectorIndex` interface and its
+in-memory implementation (the embedded default; `store.postgres.PgVectorIndex` is the shared
+one for scale-out).
+
+`MemoryVectorIndex` keeps one `PartitionIndex` per partition, loaded from the store at startup.
 
 Rows live in one contiguous float32 matrix (grown by doubling), so a lookup is one
 matrix-vector product; removal moves the last row into the hole. That product reads the whole
@@ -11,14 +15,108 @@ sizes the tests show does not happen for near-duplicates.
 
 from __future__ import annotations
 
+from typing import NamedTuple, Protocol
+
 import numpy as np
 import numpy.typing as npt
+
+from facilitair.cache.entry import CacheEntry
 
 SKETCH_FROM = 20_000  # below this many rows, search is exact end to end
 SKETCH_DIM = 128
 SHORTLIST = 256
 
 Matrix = npt.NDArray[np.float32]
+
+
+class Candidate(NamedTuple):
+    similarity: float  # cosine, exact
+    entry_id: str
+    text: str
+
+
+class VectorIndex(Protocol):
+    """The cache's vectors, searched within one partition."""
+
+    async def load(self, created_after: str) -> int:
+        """Get ready to search (entries made before `created_after` are expired); return how
+        many entries were loaded into this process."""
+        ...
+
+    async def add(self, entries: list[CacheEntry]) -> None:
+        """Index entries just written to the store."""
+        ...
+
+    async def remove(self, entry_ids: list[str]) -> None:
+        """Forget entries just deleted from the store."""
+        ...
+
+    async def search(self, partition: str, vector: Matrix, k: int) -> list[Candidate]:
+        """Up to k candidates of the partition, most similar first."""
+        ...
+
+    async def count(self) -> int: ...
+
+
+class EntrySource(Protocol):
+    async def cache_entries(self, created_after: str) -> list[CacheEntry]: ...
+
+
+class MemoryVectorIndex:
+    """Every partition's vectors in this process, loaded from the store at startup."""
+
+    def __init__(self, source: EntrySource) -> None:
+        self.source = source
+        self._partitions: dict[str, PartitionIndex] = {}
+        self._where: dict[str, str] = {}  # entry_id → partition
+
+    async def load(self, created_after: str) -> int:
+        entries = [
+            e
+            for e in await self.source.cache_entries(created_after)
+            if e.entry_id not in self._where
+        ]
+        by_partition: dict[str, list[CacheEntry]] = {}
+        for entry in entries:
+            by_partition.setdefault(entry.partition, []).append(entry)
+        for partition, group in by_partition.items():
+            index = self._partitions.get(partition)
+            if index is None:
+                index = self._partitions[partition] = PartitionIndex(len(group[0].vector))
+            index.add_many(
+                [e.entry_id for e in group],
+                [e.task for e in group],
+                np.stack([e.vector for e in group]),
+            )
+            self._where.update((e.entry_id, partition) for e in group)
+        return len(entries)
+
+    async def add(self, entries: list[CacheEntry]) -> None:
+        for entry in entries:
+            index = self._partitions.get(entry.partition)
+            if index is None:
+                index = self._partitions[entry.partition] = PartitionIndex(len(entry.vector))
+            index.add(entry.entry_id, entry.task, entry.vector)
+            self._where[entry.entry_id] = entry.partition
+
+    async def remove(self, entry_ids: list[str]) -> None:
+        for entry_id in entry_ids:
+            partition = self._where.pop(entry_id, None)
+            if partition is None:
+                continue
+            index = self._partitions[partition]
+            index.remove(entry_id)
+            if not len(index):
+                del self._partitions[partition]
+
+    async def search(self, partition: str, vector: Matrix, k: int) -> list[Candidate]:
+        index = self._partitions.get(partition)
+        if index is None:
+            return []
+        return [Candidate(*found) for found in index.search(vector, k)]
+
+    async def count(self) -> int:
+        return len(self._where)
 
 
 def _projection(dimension: int) -> Matrix:

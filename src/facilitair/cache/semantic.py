@@ -16,9 +16,9 @@ from facilitair.cache.context import Granularity, partition_key
 from facilitair.cache.embeddings import Embedder
 from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.cache.guard import Guard
-from facilitair.cache.index import PartitionIndex
+from facilitair.cache.index import VectorIndex
 from facilitair.protocol.events import iso_utc, utc_now
-from facilitair.store.base import Store
+from facilitair.store.base import CacheStore
 
 CANDIDATES = 5
 
@@ -58,73 +58,28 @@ class Lookup:
 class SemanticCache:
     def __init__(
         self,
-        store: Store,
+        store: CacheStore,
+        index: VectorIndex,
         embedder: Embedder,
         policy: CachePolicy,
         guard: Guard | None = None,
         verifier: Verifier | None = None,
     ) -> None:
         self.store = store
+        self.index = index
         self.embedder = embedder
         self.policy = policy
         self.guard = guard or Guard()
         self.verifier = verifier
-        self._partitions: dict[str, PartitionIndex] = {}
-        self._where: dict[str, str] = {}  # entry_id → partition
-        self._owner: dict[str, str] = {}  # entry_id → tenant_id
         self._lock = asyncio.Lock()
 
-    def __len__(self) -> int:
-        return len(self._where)
-
     async def load(self) -> int:
-        """Rebuild the in-memory index from the store (entries within their TTL)."""
-        entries = await self.store.cache_entries(self._cutoff())
-        by_partition: dict[str, list[CacheEntry]] = {}
-        for entry in entries:
-            if entry.entry_id not in self._where:
-                by_partition.setdefault(entry.partition, []).append(entry)
-        for partition, group in by_partition.items():
-            index = self._partitions.get(partition)
-            if index is None:
-                index = self._partitions[partition] = PartitionIndex(len(group[0].vector))
-            index.add_many(
-                [e.entry_id for e in group],
-                [e.task for e in group],
-                np.stack([e.vector for e in group]),
-            )
-            for entry in group:
-                self._where[entry.entry_id] = partition
-                self._owner[entry.entry_id] = entry.tenant_id
-        return len(entries)
+        """Make the index ready (the in-memory one loads the entries within their TTL)."""
+        return await self.index.load(self._cutoff())
 
     def _cutoff(self) -> str:
         """Entries made before this time are past their TTL."""
         return iso_utc(datetime.now(UTC) - timedelta(seconds=self.policy.ttl_s))
-
-    def _index(
-        self,
-        entry_id: str,
-        tenant_id: str,
-        partition: str,
-        task: str,
-        vector: npt.NDArray[np.float32],
-    ) -> None:
-        index = self._partitions.get(partition)
-        if index is None:
-            index = self._partitions[partition] = PartitionIndex(len(vector))
-        index.add(entry_id, task, vector)
-        self._where[entry_id] = partition
-        self._owner[entry_id] = tenant_id
-
-    def _unindex(self, entry_id: str) -> None:
-        partition = self._where.pop(entry_id, None)
-        self._owner.pop(entry_id, None)
-        if partition is not None:
-            index = self._partitions[partition]
-            index.remove(entry_id)
-            if not len(index):
-                del self._partitions[partition]
 
     def partition_for(
         self, tenant_id: str, workflow: str, context: dict[str, Any], models: dict[str, str]
@@ -140,8 +95,7 @@ class SemanticCache:
 
     async def decide(self, partition: str, task: str, vector: npt.NDArray[np.float32]) -> Decision:
         """The matcher alone: threshold, then guard, then (in the borderline band) verifier."""
-        index = self._partitions.get(partition)
-        candidates = index.search(vector, CANDIDATES) if index is not None else []
+        candidates = await self.index.search(partition, vector, CANDIDATES)
         if not candidates:
             return Decision(False, None, rule="empty", detail="nothing cached in this context")
         best = candidates[0][0]
@@ -191,7 +145,7 @@ class SemanticCache:
         if decision.hit and decision.entry_id is not None:
             entry = await self.store.cache_entry(decision.entry_id)
             if entry is None:  # deleted meanwhile
-                self._unindex(decision.entry_id)
+                await self.index.remove([decision.entry_id])
                 decision = Decision(False, decision.similarity, rule="deleted")
             elif entry.created_at < self._cutoff():
                 await self._delete([entry.entry_id])
@@ -251,21 +205,20 @@ class SemanticCache:
                 meta=meta or {},
             )
             await self.store.add_cache_entries([entry])
-            self._index(entry.entry_id, tenant_id, partition, task, vector)
-            if len(self._where) > self.policy.max_entries:
+            await self.index.add([entry])
+            if await self.index.count() > self.policy.max_entries:
                 await self.evict()
         return entry
 
     async def _delete(self, entry_ids: list[str]) -> int:
-        for entry_id in entry_ids:
-            self._unindex(entry_id)
-        return await self.store.delete_cache_entries(entry_ids)
+        deleted = await self.store.delete_cache_entries(entry_ids)
+        await self.index.remove(entry_ids)
+        return deleted
 
     async def delete(self, tenant_id: str, entry_id: str) -> bool:
-        if self._owner.get(entry_id) != tenant_id:
-            entry = await self.store.cache_entry(entry_id)
-            if entry is None or entry.tenant_id != tenant_id:
-                return False
+        entry = await self.store.cache_entry(entry_id)
+        if entry is None or entry.tenant_id != tenant_id:
+            return False
         return await self._delete([entry_id]) > 0
 
     async def clear(self, tenant_id: str) -> int:

@@ -14,12 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from facilitair.bus import BusUnavailable
 from facilitair.cli.client import ClientError, FacilitairClient, ServerUnreachable
 from facilitair.cli.session import connect
 from facilitair.config import NoProviderConfigured, Settings
 from facilitair.protocol.events import utc_now
 from facilitair.server.auth import create_key
-from facilitair.store import Store, build_store
+from facilitair.store import Store, StoreUnavailable, build_store
 
 app = typer.Typer(
     help="Watch a team of LLM agents build software together.",
@@ -33,6 +34,8 @@ cache_app = typer.Typer(
     help="Inspect, clear and evaluate the semantic cache.", no_args_is_help=True
 )
 app.add_typer(cache_app, name="cache")
+db_app = typer.Typer(help="The database's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
@@ -56,7 +59,7 @@ def _call(coroutine: Coroutine[Any, Any, T]) -> T:
         err.print(f"[red]{exc.message}[/]")
         usage = exc.status in (400, 413, 422)
         raise typer.Exit(Exit.USAGE if usage else Exit.TASK_FAILED) from None
-    except NoProviderConfigured as exc:
+    except (NoProviderConfigured, StoreUnavailable, BusUnavailable) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(Exit.USAGE) from None
 
@@ -221,11 +224,26 @@ def serve(
             "[bold yellow]WARNING: authentication is OFF (--no-auth): anyone who can reach "
             f"{host}:{port} can run tasks and read every stream.[/]"
         )
+    # Check the configured services first, so a wrong URL is one clear line, not a traceback
+    # from inside the server's startup.
+    _call(_check_services(settings))
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
     except NoProviderConfigured as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(Exit.USAGE) from None
+
+
+async def _check_services(settings: Settings) -> None:
+    from facilitair.bus import build_bus
+
+    store = build_store(settings)
+    await store.open()
+    try:
+        bus = await build_bus(settings, store)
+        await bus.close()
+    finally:
+        await store.close()
 
 
 async def _with_store(action: Callable[[Store], Awaitable[T]]) -> T:
@@ -237,6 +255,25 @@ async def _with_store(action: Callable[[Store], Awaitable[T]]) -> T:
         await store.close()
 
 
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations the database does not have yet (servers also do this when
+    they start)."""
+
+    async def upgrade() -> tuple[str, list[int]]:
+        store = build_store(Settings())
+        try:
+            return type(store).__name__, await store.migrate()
+        finally:
+            await store.close()
+
+    name, applied = _call(upgrade())
+    if applied:
+        err.print(f"{name}: applied migration(s) {', '.join(map(str, applied))}.")
+    else:
+        err.print(f"{name}: the schema is up to date.")
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A name for the key, e.g. who uses it")],
@@ -245,7 +282,7 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create a key. It is printed once, alone on the last line; only its hash is stored."""
-    key, secret = asyncio.run(_with_store(lambda store: create_key(store, name, tenant)))
+    key, secret = _call(_with_store(lambda store: create_key(store, name, tenant)))
     err.print(f"Created key {key.key_id} ({key.name}) for tenant {key.tenant_id}. Keep it safe:")
     sys.stdout.write(secret + "\n")
 
@@ -253,7 +290,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never their secrets)."""
-    keys = asyncio.run(_with_store(lambda store: store.list_keys()))
+    keys = _call(_with_store(lambda store: store.list_keys()))
     table = Table("id", "name", "tenant", "prefix", "created", "revoked")
     for key in keys:
         table.add_row(
@@ -270,7 +307,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="Key id, name or prefix")]) -> None:
     """Revoke keys by id, name or prefix; requests with them get 401 from then on."""
-    count = asyncio.run(_with_store(lambda store: store.revoke_key(key, utc_now())))
+    count = _call(_with_store(lambda store: store.revoke_key(key, utc_now())))
     if count == 0:
         err.print(f"No active key matches {key!r}.")
         raise typer.Exit(1)

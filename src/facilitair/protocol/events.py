@@ -162,6 +162,14 @@ class StoredEvent:
     data: dict[str, Any]
     _data_json: str | None = field(default=None, init=False, repr=False, compare=False)
 
+    @classmethod
+    def from_json(cls, stream_id: str, seq: int, event: str, data_json: str) -> StoredEvent:
+        """An event read back from a log or store: `data_json` is kept as it was sent, so a
+        replay carries the same bytes."""
+        stored = cls(stream_id, seq, event, json.loads(data_json))
+        object.__setattr__(stored, "_data_json", data_json)
+        return stored
+
     @property
     def is_terminal(self) -> bool:
         return self.event in TERMINAL_EVENTS

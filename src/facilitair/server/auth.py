@@ -1,18 +1,16 @@
-"""API keys (stored hashed), stream tickets (signed, short-lived) and the per-key rate limit."""
+"""API keys (stored hashed) and stream tickets (signed, short-lived)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from facilitair.protocol.events import utc_now
-from facilitair.store.base import ApiKey, Store
+from facilitair.store.base import ApiKey, KeyStore
 
 KEY_PREFIX = "fac_"
 
@@ -28,7 +26,9 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_key(store: Store, name: str, tenant_id: str | None = None) -> tuple[ApiKey, str]:
+async def create_key(
+    store: KeyStore, name: str, tenant_id: str | None = None
+) -> tuple[ApiKey, str]:
     """Make a key; the secret is returned once and only its hash is kept."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
@@ -42,7 +42,7 @@ async def create_key(store: Store, name: str, tenant_id: str | None = None) -> t
     return key, secret
 
 
-async def authenticate(store: Store, secret: str) -> Principal | None:
+async def authenticate(store: KeyStore, secret: str) -> Principal | None:
     if not secret.startswith(KEY_PREFIX):
         return None
     key = await store.key_by_hash(hash_key(secret))
@@ -74,23 +74,3 @@ class Tickets:
         except BadSignature:
             raise TicketError("invalid ticket") from None
         return str(data["s"]), str(data["t"])
-
-
-class RateLimiter:
-    """A sliding one-minute window per key, kept in this process."""
-
-    def __init__(self, per_minute: int, window_s: float = 60.0) -> None:
-        self.per_minute = per_minute
-        self.window_s = window_s
-        self._hits: dict[str, deque[float]] = {}
-
-    def check(self, key: str) -> float | None:
-        """None when allowed (and counted); else the seconds to wait."""
-        now = time.monotonic()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        if len(hits) >= self.per_minute:
-            return hits[0] + self.window_s - now
-        hits.append(now)
-        return None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from facilitair.agents.runner import TaskRunner
-from facilitair.bus import EventLog, build_event_log
+from facilitair.bus import Bus, EventLog, build_bus
 from facilitair.cache.embeddings import Embedder, EmbeddingError, LocalEmbedder, OpenAIEmbedder
 from facilitair.cache.semantic import CachePolicy, SemanticCache
 from facilitair.cache.verifier import LLMVerifier
@@ -17,8 +18,8 @@ from facilitair.config import AgentConfig, Settings, load_agent_config
 from facilitair.llm import ProviderSet, build_providers
 from facilitair.observability import Metrics
 from facilitair.protocol.events import iso_utc
-from facilitair.server.auth import RateLimiter, Tickets
-from facilitair.store import Store, build_store
+from facilitair.server.auth import Tickets
+from facilitair.store import Store, build_store, build_vector_index
 
 log = logging.getLogger(__name__)
 
@@ -28,29 +29,42 @@ class Container:
     settings: Settings
     agents: AgentConfig
     store: Store
-    events: EventLog
+    bus: Bus
     providers: ProviderSet
     runner: TaskRunner
     tickets: Tickets
-    rate_limiter: RateLimiter
     metrics: Metrics
     cache: SemanticCache | None
     _expiry: asyncio.Task[None] | None = None
 
+    @property
+    def events(self) -> EventLog:
+        return self.bus.events
+
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
+        """Build and connect everything; StoreUnavailable / BusUnavailable say what is wrong
+        with the configured services."""
         agents = load_agent_config(settings.config).resolved(settings)
         providers = build_providers(settings, agents)
         store = build_store(settings)
         await store.open()
-        events = build_event_log(settings, store)
-        await events.start()
+        try:
+            bus = await build_bus(settings, store)
+        except BaseException:
+            await store.close()
+            raise
         metrics = metrics or Metrics()
         cache = await _build_cache(settings, agents, store, providers)
-        runner = TaskRunner(store, events, providers, agents, metrics, cache)
-        interrupted = await runner.recover()
+        runner = TaskRunner(
+            store, bus.events, providers, agents, metrics, cache, lease_s=settings.lease_s
+        )
+        interrupted = await runner.start()
         if interrupted:
-            log.warning("%d task(s) were interrupted by the last shutdown", interrupted)
+            log.warning("%d task(s) had lost their process and were ended", interrupted)
+        await bus.control.start(runner.cancel)
+        # The ticket secret lives in the database, so a ticket from one process opens the
+        # stream on any other.
         signing_key = (
             settings.secret_key.get_secret_value()
             if settings.secret_key
@@ -60,11 +74,10 @@ class Container:
             settings=settings,
             agents=agents,
             store=store,
-            events=events,
+            bus=bus,
             providers=providers,
             runner=runner,
             tickets=Tickets(signing_key, settings.ticket_ttl_s),
-            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
             metrics=metrics,
             cache=cache,
         )
@@ -86,8 +99,11 @@ class Container:
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+        await self.bus.control.stop()
         await self.runner.stop()
-        await self.events.stop()
+        await self.bus.close()
         await self.store.close()
         await self.providers.aclose()
         if self.cache is not None:
@@ -125,7 +141,7 @@ async def _build_cache(
         max_entries=settings.cache_max_entries,
         verify_band=settings.cache_verify_band if settings.cache_verify else 0.0,
     )
-    cache = SemanticCache(store, embedder, policy, verifier=verifier)
+    cache = SemanticCache(store, build_vector_index(store), embedder, policy, verifier=verifier)
     loaded = await cache.load()
     log.info("semantic cache: %d entries loaded", loaded)
     return cache

@@ -22,7 +22,7 @@ from facilitair.server.auth import Principal, TicketError
 from facilitair.server.container import Container
 from facilitair.server.deps import ContainerDep, PrincipalDep, principal_from_key
 from facilitair.server.errors import ApiError
-from facilitair.server.tasks import start_task, stream_status, tenant_stream
+from facilitair.server.tasks import cancel_task, start_task, stream_status, tenant_stream
 
 ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 429)
@@ -144,10 +144,7 @@ async def get_status(
 )
 async def cancel(stream_id: str, container: ContainerDep, principal: PrincipalDep) -> StreamStatus:
     record = await tenant_stream(container, stream_id, principal.tenant_id)
-    if record.status in FINISHED_STATUSES or not await container.runner.cancel(stream_id):
-        raise ApiError(409, f"stream {stream_id} has already ended ({record.status})")
-    updated = await tenant_stream(container, stream_id, principal.tenant_id)
-    return await stream_status(container, updated)
+    return await stream_status(container, await cancel_task(container, record))
 
 
 @router.post(

@@ -163,7 +163,11 @@ async def _check(container: Container) -> dict[str, CheckResult]:
         checks["store"] = CheckResult(ok=True, detail=type(container.store).__name__)
     except Exception as exc:
         checks["store"] = CheckResult(ok=False, detail=str(exc) or type(exc).__name__)
-    checks["bus"] = CheckResult(ok=True, detail=type(container.events).__name__)
+    try:
+        await asyncio.wait_for(container.bus.ping(), 2.0)
+        checks["bus"] = CheckResult(ok=True, detail=type(container.events).__name__)
+    except Exception as exc:
+        checks["bus"] = CheckResult(ok=False, detail=str(exc) or type(exc).__name__)
     if container.cache is not None:
         checks["cache"] = CheckResult(ok=True, detail=container.cache.embedder.id)
     for name, provider in container.providers.items():

@@ -15,13 +15,13 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from facilitair.protocol.api import TaskRequest
+from facilitair.protocol.api import TaskRecord, TaskRequest
 from facilitair.protocol.encoding import to_ws
 from facilitair.server.auth import Principal, TicketError
 from facilitair.server.container import Container
 from facilitair.server.deps import principal_from_key
 from facilitair.server.errors import CODES, ApiError
-from facilitair.server.tasks import start_task, tenant_stream
+from facilitair.server.tasks import cancel_task, start_task, tenant_stream
 
 router = APIRouter()
 
@@ -74,16 +74,15 @@ class _Session:
             self.subscribe(stream_id, after)
         elif action == "cancel":
             stream_id = str(message.get("stream_id", ""))
-            await self._own(stream_id)
-            if not await self.container.runner.cancel(stream_id):
-                raise ApiError(409, f"stream {stream_id} has already ended")
+            record = await self._own(stream_id)
+            await cancel_task(self.container, record)
         else:
             raise ApiError(422, "action must be one of start, subscribe, cancel")
 
-    async def _own(self, stream_id: str) -> None:
+    async def _own(self, stream_id: str) -> TaskRecord:
         if self.only_stream is not None and stream_id != self.only_stream:
             raise ApiError(404, f"no stream {stream_id}")
-        await tenant_stream(self.container, stream_id, self.principal.tenant_id)
+        return await tenant_stream(self.container, stream_id, self.principal.tenant_id)
 
     def subscribe(self, stream_id: str, after: int) -> None:
         previous = self.readers.pop(stream_id, None)

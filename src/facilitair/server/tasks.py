@@ -1,10 +1,13 @@
-"""What the HTTP and WebSocket routes share: creating a task and finding a tenant's stream."""
+"""What the HTTP and WebSocket routes share: creating a task, finding a tenant's stream,
+cancelling it wherever it runs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 
-from facilitair.protocol.api import StreamStatus, TaskRecord, TaskRequest
+from facilitair.protocol.api import FINISHED_STATUSES, StreamStatus, TaskRecord, TaskRequest
 from facilitair.protocol.events import utc_now
 from facilitair.server.auth import Principal
 from facilitair.server.container import Container
@@ -21,7 +24,7 @@ async def start_task(
             f"unknown role(s) in models: {', '.join(unknown)}; "
             f"roles are {', '.join(container.agents.roles)}",
         )
-    wait = container.rate_limiter.check(principal.key_id)
+    wait = await container.bus.limiter.check(principal.key_id)
     if wait is not None:
         container.metrics.rate_limited.inc()
         seconds = max(1, int(wait + 0.999))
@@ -68,3 +71,34 @@ async def stream_status(container: Container, record: TaskRecord) -> StreamStatu
         created_at=record.created_at,
         finished_at=record.finished_at,
     )
+
+
+CANCEL_WAIT_S = 10.0
+
+
+async def cancel_task(container: Container, record: TaskRecord) -> TaskRecord:
+    """Ask whichever process runs the task to cancel it, and wait for its stream to end;
+    409 if it has already ended. Returns the task as it is then."""
+    if record.status in FINISHED_STATUSES:
+        raise ApiError(409, f"stream {record.stream_id} has already ended ({record.status})")
+    events = container.events
+    stream_id = record.stream_id
+    after = await events.last_seq(stream_id)
+    ended = asyncio.create_task(_terminal_after(container, stream_id, after))
+    try:
+        await container.bus.control.cancel(stream_id, "cancelled by the user")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ended), CANCEL_WAIT_S)
+    finally:
+        ended.cancel()
+    updated = await container.store.task_by_stream(stream_id)
+    assert updated is not None
+    if updated.status != "cancelled" and updated.status in FINISHED_STATUSES:
+        raise ApiError(409, f"stream {stream_id} has already ended ({updated.status})")
+    return updated
+
+
+async def _terminal_after(container: Container, stream_id: str, after: int) -> None:
+    async for event in container.events.read(stream_id, max(0, after - 1)):
+        if event.is_terminal:
+            return

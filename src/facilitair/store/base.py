@@ -1,4 +1,10 @@
-"""Durable state — API keys, tasks and their events — behind one interface."""
+"""Durable state — API keys, tasks, their events and the cache's rows — behind small interfaces.
+
+`Store` is the whole of it, as the app container holds it; each part of the server depends
+only on the focused protocol it uses (the event log on `EventStore`, the cache on
+`CacheStore`, …). Implementations: `SQLiteStore` (embedded) and `PostgresStore` (scale-out),
+side by side, passing one conformance suite (tests/test_store.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,10 @@ from typing import Protocol
 from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.protocol.api import TaskRecord
 from facilitair.protocol.events import StoredEvent
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached or used as configured; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -20,8 +30,10 @@ class ApiKey:
     revoked_at: str | None = None
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
+class Lifecycle(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (raise StoreUnavailable if that fails)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -29,6 +41,12 @@ class Store(Protocol):
         """Raise when the store cannot answer."""
         ...
 
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied."""
+        ...
+
+
+class KeyStore(Protocol):
     async def secret(self, name: str, factory: str) -> str:
         """The stored secret `name`, set to `factory` first if there is none."""
         ...
@@ -41,7 +59,11 @@ class Store(Protocol):
 
     async def revoke_key(self, key_id_or_name: str, when: str) -> int: ...
 
-    async def add_task(self, record: TaskRecord) -> None: ...
+
+class TaskStore(Protocol):
+    async def add_task(self, record: TaskRecord, owner: str, lease_until: str) -> None:
+        """Store a new task, held by `owner` until `lease_until` unless renewed."""
+        ...
 
     async def task(self, task_id: str) -> TaskRecord | None: ...
 
@@ -55,9 +77,20 @@ class Store(Protocol):
         self, tenant_id: str, limit: int, offset: int
     ) -> tuple[list[TaskRecord], int]: ...
 
-    async def unfinished_tasks(self) -> list[TaskRecord]: ...
+    async def renew_leases(self, owner: str, until: str) -> int:
+        """Extend the leases of the owner's unfinished tasks; return how many."""
+        ...
 
-    async def add_events(self, events: list[StoredEvent]) -> None: ...
+    async def claim_expired_tasks(self, owner: str, now: str, until: str) -> list[TaskRecord]:
+        """Take over the unfinished tasks whose lease ran out before `now` (their process is
+        gone). Atomic: of several processes claiming at once, each task goes to one."""
+        ...
+
+
+class EventStore(Protocol):
+    async def add_events(self, events: list[StoredEvent]) -> None:
+        """Store events; ones already stored (same stream and seq) are left as they are."""
+        ...
 
     async def events(self, stream_id: str, after: int, limit: int) -> list[StoredEvent]: ...
 
@@ -65,15 +98,15 @@ class Store(Protocol):
 
     async def expire_events(self, finished_before: str) -> int:
         """Delete the events of tasks finished before then (the tasks stay in the history);
-        return how many streams expired."""
+        return how many events were deleted."""
         ...
 
-    # --- semantic cache ---
 
+class CacheStore(Protocol):
     async def add_cache_entries(self, entries: list[CacheEntry]) -> None: ...
 
     async def cache_entries(self, created_after: str) -> list[CacheEntry]:
-        """Every entry made after then, oldest first (to rebuild the in-memory index)."""
+        """Every entry made after then, oldest first (to rebuild an in-memory index)."""
         ...
 
     async def cache_entry(self, entry_id: str) -> CacheEntry | None: ...
@@ -99,3 +132,7 @@ class Store(Protocol):
         ...
 
     async def cache_stats(self, tenant_id: str) -> CacheStats: ...
+
+
+class Store(Lifecycle, KeyStore, TaskStore, EventStore, CacheStore, Protocol):
+    """Everything durable, in one place."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,61 +12,9 @@ import numpy as np
 
 from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.protocol.api import TaskRecord
-from facilitair.protocol.events import StoredEvent
-from facilitair.store.base import ApiKey
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    prefix TEXT NOT NULL,
-    key_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    stream_id TEXT NOT NULL UNIQUE,
-    tenant_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    finished_at TEXT,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks (tenant_id, created_at DESC);
-CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status);
-CREATE TABLE IF NOT EXISTS events (
-    stream_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (stream_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS cache_entries (
-    entry_id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    partition TEXT NOT NULL,
-    task TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    body TEXT NOT NULL,
-    cost_usd REAL,
-    duration_s REAL NOT NULL,
-    created_at TEXT NOT NULL,
-    last_hit_at TEXT,
-    hit_count INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS cache_by_tenant ON cache_entries (tenant_id);
-CREATE INDEX IF NOT EXISTS cache_by_use ON cache_entries (COALESCE(last_hit_at, created_at));
-CREATE TABLE IF NOT EXISTS cache_counters (
-    tenant_id TEXT PRIMARY KEY,
-    hits INTEGER NOT NULL DEFAULT 0,
-    misses INTEGER NOT NULL DEFAULT 0,
-    saved_usd REAL NOT NULL DEFAULT 0,
-    saved_s REAL NOT NULL DEFAULT 0
-);
-"""
+from facilitair.protocol.events import StoredEvent, utc_now
+from facilitair.store.base import ApiKey, StoreUnavailable
+from facilitair.store.migrations import CREATE_TABLE, pending
 
 CACHE_COLUMNS = (
     "entry_id, tenant_id, partition, task, vector, body, cost_usd, duration_s, created_at,"
@@ -132,13 +81,41 @@ class SQLiteStore:
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.executescript(SCHEMA)
-        await self._db.commit()
+        await self.migrate()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        if self._db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = await aiosqlite.connect(self.path)
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=NORMAL")
+                await db.execute("PRAGMA busy_timeout=5000")
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreUnavailable(
+                    f"cannot open the SQLite database {self.path}: {exc}"
+                ) from None
+            self._db = db
+        return self._db
+
+    async def migrate(self) -> list[int]:
+        await self._connect()
+        await self.db.execute(CREATE_TABLE)
+        await self.db.commit()
+        async with self.db.execute("SELECT version FROM schema_migrations") as cur:
+            applied = {int(row[0]) for row in await cur.fetchall()}
+        done = []
+        for migration in pending("sqlite", applied):
+            # One script, one transaction; BEGIN IMMEDIATE takes the write lock first, so two
+            # processes starting on one file apply each migration once.
+            script = (
+                f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+                "INSERT OR IGNORE INTO schema_migrations (version, name, applied_at) VALUES "
+                f"({migration.version}, '{migration.name}', '{utc_now()}');\nCOMMIT;"
+            )
+            await self.db.executescript(script)
+            done.append(migration.version)
+        return done
 
     async def close(self) -> None:
         if self._db is not None:
@@ -191,10 +168,10 @@ class SQLiteStore:
         await self.db.commit()
         return cur.rowcount
 
-    async def add_task(self, record: TaskRecord) -> None:
+    async def add_task(self, record: TaskRecord, owner: str, lease_until: str) -> None:
         await self.db.execute(
             "INSERT INTO tasks (task_id, stream_id, tenant_id, status, created_at, finished_at,"
-            " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " record, owner, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.task_id,
                 record.stream_id,
@@ -203,6 +180,8 @@ class SQLiteStore:
                 record.created_at,
                 record.finished_at,
                 record.model_dump_json(),
+                owner,
+                lease_until,
             ),
         )
         await self.db.commit()
@@ -241,11 +220,23 @@ class SQLiteStore:
         total = int(total_row[0]) if total_row else 0
         return [TaskRecord.model_validate_json(row[0]) for row in rows], total
 
-    async def unfinished_tasks(self) -> list[TaskRecord]:
+    async def renew_leases(self, owner: str, until: str) -> int:
+        cur = await self.db.execute(
+            "UPDATE tasks SET lease_expires_at = ? WHERE owner = ? AND status IN (?, ?)",
+            (until, owner, *UNFINISHED),
+        )
+        await self.db.commit()
+        return cur.rowcount
+
+    async def claim_expired_tasks(self, owner: str, now: str, until: str) -> list[TaskRecord]:
         async with self.db.execute(
-            "SELECT record FROM tasks WHERE status IN (?, ?)", UNFINISHED
+            "UPDATE tasks SET owner = ?, lease_expires_at = ? WHERE status IN (?, ?)"
+            " AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING record",
+            (owner, until, *UNFINISHED, now),
         ) as cur:
-            return [TaskRecord.model_validate_json(row[0]) for row in await cur.fetchall()]
+            rows = await cur.fetchall()
+        await self.db.commit()
+        return [TaskRecord.model_validate_json(row[0]) for row in rows]
 
     async def add_events(self, events: list[StoredEvent]) -> None:
         await self.db.executemany(
@@ -261,10 +252,7 @@ class SQLiteStore:
             (stream_id, after, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [
-            StoredEvent(stream_id=stream_id, seq=seq, event=name, data=json.loads(data))
-            for seq, name, data in rows
-        ]
+        return [StoredEvent.from_json(stream_id, seq, name, data) for seq, name, data in rows]
 
     async def last_seq(self, stream_id: str) -> int:
         async with self.db.execute(

@@ -1,0 +1,5 @@
+-- A running task is held by the process running it through a lease it renews; a task whose
+-- lease has run out (its process died) is ended as interrupted by whichever process notices.
+ALTER TABLE tasks ADD COLUMN owner TEXT;
+ALTER TABLE tasks ADD COLUMN lease_expires_at TEXT;
+CREATE INDEX tasks_by_lease ON tasks (status, lease_expires_at);
