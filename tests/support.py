@@ -38,6 +38,17 @@ def make_settings(data_dir: Path, fake: FakeOpenAI, **overrides: Any) -> Setting
     return Settings(**values)
 
 
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment that points a `facilitair` process at the same data as `settings`."""
+    env = {"FAC_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env["FAC_DATABASE_URL"] = settings.database_url
+    if settings.redis_url:
+        env["FAC_REDIS_URL"] = settings.redis_url
+        env["FAC_REDIS_PREFIX"] = settings.redis_prefix
+    return env
+
+
 def new_key(settings: Settings, name: str, tenant: str | None = None) -> str:
     async def make() -> str:
         store = build_store(settings)

@@ -25,8 +25,12 @@ from support import (
     new_key,
     plan_reply,
     script_happy_path,
+    service_env,
     start_task,
 )
+
+# Every test here runs on the embedded backend and on PostgreSQL + Redis (conftest.py).
+BACKENDS = ("embedded", "scaleout")
 
 MakeServer = Callable[..., ServerThread]
 
@@ -200,7 +204,7 @@ async def test_missing_or_wrong_key_is_401(
 async def test_revoked_key_is_401(client: httpx.AsyncClient, key: str, settings: Settings) -> None:
     assert (await client.get("/api/v1/tasks", headers=auth(key))).status_code == 200
     cli = Path(sys.executable).with_name("facilitair")
-    env = {**os.environ, "FAC_DATA_DIR": str(settings.data_dir)}
+    env = {**os.environ, **service_env(settings)}
     done = await asyncio.to_thread(
         subprocess.run, [str(cli), "keys", "revoke", "alice"], env=env, capture_output=True
     )

@@ -17,6 +17,9 @@ import httpx
 from fakes.openai_server import FakeOpenAI, Reply
 from support import Received, ServerThread, collect, names, new_key, script_happy_path, start_task
 
+# Every test here runs on the embedded backend and on PostgreSQL + Redis (conftest.py).
+BACKENDS = ("embedded", "scaleout")
+
 TASK = "Build a REST API with JWT authentication"
 PYTHON = {"preferred_language": "Python", "frameworks": ["FastAPI"]}
 

@@ -19,6 +19,9 @@ from support import (
     start_task,
 )
 
+# Every test here runs on the embedded backend and on PostgreSQL + Redis (conftest.py).
+BACKENDS = ("embedded", "scaleout")
+
 
 async def test_cancel_mid_run_aborts_the_llm_request_and_keeps_partial_output(
     client: httpx.AsyncClient, key: str, fake: FakeOpenAI

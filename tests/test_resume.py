@@ -20,6 +20,9 @@ from support import (
     start_task,
 )
 
+# Every test here runs on the embedded backend and on PostgreSQL + Redis (conftest.py).
+BACKENDS = ("embedded", "scaleout")
+
 
 def seqs(events: list[Received]) -> list[int]:
     return [e.seq for e in events]

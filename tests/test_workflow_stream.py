@@ -9,6 +9,9 @@ import httpx
 from fakes.openai_server import FakeOpenAI
 from support import collect, names, script_happy_path, start_task
 
+# Every test here runs on the embedded backend and on PostgreSQL + Redis (conftest.py).
+BACKENDS = ("embedded", "scaleout")
+
 
 async def test_full_run_streams_every_stage_in_order(
     client: httpx.AsyncClient, key: str, fake: FakeOpenAI

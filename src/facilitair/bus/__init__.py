@@ -76,7 +76,8 @@ async def build_bus(settings: Settings, store: EventStore) -> Bus:
             store,
             prefix=prefix,
             keep=settings.redis_stream_keep,
-            finished_ttl_s=settings.redis_finished_ttl_s,
+            # Never longer than the stream replays at all.
+            finished_ttl_s=min(settings.redis_finished_ttl_s, settings.stream_ttl_s),
         ),
         RedisControl(redis, prefix),
         RedisRateLimiter(redis, settings.rate_limit_per_minute, prefix=prefix),

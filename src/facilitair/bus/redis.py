@@ -45,10 +45,13 @@ def _seq(entry_id: bytes) -> int:
 
 
 class _Writing:
-    """A stream this process writes: its next seq and the events not yet in the store."""
+    """A stream this process writes: its last seq, the events not yet sent to Redis (in seq
+    order) and those not yet in the store."""
 
     def __init__(self, last_seq: int) -> None:
         self.seq = last_seq
+        self.outbox: list[StoredEvent] = []
+        self.sending = asyncio.Lock()
         self.unpersisted: list[StoredEvent] = []
         self.finished = False
 
@@ -135,18 +138,35 @@ class RedisEventLog:
             raise RuntimeError(f"stream {stream_id} is not open for writing")
         stream.seq += 1
         event = envelope(stream_id, stream.seq, payload)
-        await self.redis.xadd(
-            self._key(stream_id),
-            {"e": event.event, "d": event.data_json},
-            id=_entry_id(event.seq),
-        )
-        stream.unpersisted.append(event)
         if event.is_terminal:
             stream.finished = True
+        stream.outbox.append(event)
+        # Concurrent appends (coders running side by side) must reach Redis in seq order, and
+        # pool connections do not keep order: whoever holds the lock sends everything queued,
+        # in one round trip, and the others find their event already sent.
+        async with stream.sending:
+            if stream.outbox:
+                batch, stream.outbox = stream.outbox, []
+                await self._send(stream_id, batch)
+                stream.unpersisted.extend(batch)
+        if event.is_terminal:
             await self.flush()
         elif len(stream.unpersisted) >= self.keep // 2:
             await self.flush()
         return event
+
+    async def _send(self, stream_id: str, events: list[StoredEvent]) -> None:
+        key = self._key(stream_id)
+        if len(events) == 1:
+            event = events[0]
+            await self.redis.xadd(
+                key, {"e": event.event, "d": event.data_json}, id=_entry_id(event.seq)
+            )
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(key, {"e": event.event, "d": event.data_json}, id=_entry_id(event.seq))
+            await pipe.execute()
 
     async def flush(self) -> None:
         async with self._flush_lock:

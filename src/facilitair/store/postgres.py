@@ -47,7 +47,7 @@ def _entry(row: asyncpg.Record) -> CacheEntry:
         tenant_id=row["tenant_id"],
         partition=row["partition"],
         task=row["task"],
-        vector=np.asarray(row["embedding"], dtype=np.float32),
+        vector=row["embedding"].to_numpy().astype(np.float32),
         result=body["result"],
         turns=body["turns"],
         plan=body["plan"],

@@ -1,0 +1,318 @@
+"""Several real `facilitair serve` processes on one PostgreSQL + Redis: any process serves any
+stream, cancels any task, shares the cache, the rate limit and the ticket secret, and a process
+that dies loses nobody's events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from facilitair.config import Settings
+from facilitair.server.background import free_port
+from fakes.openai_server import FakeOpenAI, Reply
+from services import Services
+from support import (
+    Received,
+    collect,
+    iter_events,
+    make_settings,
+    names,
+    new_key,
+    script_happy_path,
+    service_env,
+    start_task,
+)
+
+CLI = Path(sys.executable).with_name("facilitair")
+
+
+class ApiProcess:
+    """`facilitair serve` in a process of its own, on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [str(CLI), "serve", "--port", str(self.port), "--log-level", "warning"],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> ApiProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.base_url + "/metrics", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"serve did not start: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log_file.close()
+
+
+Cluster = Callable[..., list[ApiProcess]]
+
+
+@pytest.fixture
+def scaleout(services: Services, fake: FakeOpenAI, tmp_path: Path) -> Iterator[Settings]:
+    overrides = services.scaleout_settings()
+    yield make_settings(tmp_path / "data", fake, **overrides)
+    services.drop_database(overrides["database_url"])
+
+
+@pytest.fixture
+def cluster(scaleout: Settings, fake: FakeOpenAI, tmp_path: Path) -> Iterator[Cluster]:
+    """Start N API processes sharing the test's database and Redis prefix."""
+    started: list[ApiProcess] = []
+
+    def start(count: int = 2, **variables: str) -> list[ApiProcess]:
+        env = {
+            **os.environ,
+            **service_env(scaleout),
+            "FAC_LLM_BASE_URL": fake.base_url,
+            "FAC_LLM_API_KEY": "test-key",
+            "FAC_LLM_RETRY_BASE_S": "0.01",
+            **variables,
+        }
+        processes = [
+            ApiProcess(env, tmp_path / f"serve{len(started) + n}.log") for n in range(count)
+        ]
+        started.extend(processes)
+        return [p.wait_ready() for p in processes]
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[[ApiProcess], httpx.AsyncClient]]:
+    made: list[httpx.AsyncClient] = []
+
+    def client_for(process: ApiProcess) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(base_url=process.base_url, timeout=30)
+        made.append(client)
+        return client
+
+    yield client_for
+    for client in made:
+        await client.aclose()
+
+
+def seqs(events: list[Received]) -> list[int]:
+    return [e.seq for e in events]
+
+
+async def test_a_task_started_through_one_process_streams_live_through_another(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster()
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=2, coder_delay_s=0.3)
+    stream_id = (await start_task(clients(one), key))["stream_id"]
+    events = await collect(clients(two), stream_id, key)
+    assert seqs(events) == list(range(1, len(events) + 1))
+    assert names(events)[0] == "task_started" and names(events)[-1] == "task_completed"
+    # Live, not a replay after the fact: tokens arrived while the coders were still writing.
+    first_token = next(e.at for e in events if e.event == "token_stream")
+    assert events[-1].at - first_token > 0.2
+
+
+async def test_a_client_whose_process_is_killed_resumes_elsewhere_exactly_once(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster()
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=2)
+    fake.set_default("coder", Reply(text="line of code\n" * 40, delay_s=0.02))
+    stream_id = (await start_task(clients(one), key))["stream_id"]
+
+    seen: list[Received] = []
+    with pytest.raises(httpx.HTTPError):  # the connection dies with the process
+        async for event in iter_events(clients(two), stream_id, key=key):
+            seen.append(event)
+            if sum(e.event == "token_stream" for e in seen) == 5:
+                two.kill()
+    rest = await collect(clients(one), stream_id, key, last_event_id=seen[-1].seq)
+    whole = await collect(clients(one), stream_id, key)
+    assert seqs(seen) + seqs(rest) == list(range(1, len(whole) + 1))
+    assert [e.data for e in seen + rest] == [e.data for e in whole]
+    assert rest[-1].event == "task_completed"
+
+
+async def test_cancel_through_one_process_stops_the_task_running_in_another(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster()
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    fake.set_default("coder", Reply(text="partial line\n" * 200, delay_s=0.05))
+    stream_id = (await start_task(clients(one), key))["stream_id"]
+    seen: list[Received] = []
+    async for event in iter_events(clients(one), stream_id, key=key):
+        seen.append(event)
+        if sum(e.event == "token_stream" and e.data["role"] == "coder" for e in seen) >= 3:
+            break
+    cancelled_at = time.monotonic()
+    response = await clients(two).post(
+        f"/api/stream/{stream_id}/cancel", headers={"X-API-Key": key}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    coder = fake.requests_for("coder")[0]
+    assert await fake.wait_for_async(lambda: coder.disconnected_at is not None, 2)
+    assert coder.disconnected_at is not None and coder.disconnected_at - cancelled_at < 1.0
+    rest = await collect(clients(two), stream_id, key, last_event_id=seen[-1].seq)
+    assert rest[-1].event == "task_cancelled"
+    detail = await clients(two).get(
+        f"/api/v1/tasks/{seen[0].data['task_id']}", headers={"X-API-Key": key}
+    )
+    assert "partial line" in detail.json()["partial"]["c1"]
+
+
+async def test_a_result_cached_through_one_process_is_a_hit_through_another(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster()
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    body = {"task": "Build a REST API with JWT authentication", "context": {"frameworks": ["x"]}}
+    first = await clients(one).post("/api/v1/collaborate", json=body, headers={"X-API-Key": key})
+    assert first.json()["status"] == "completed"
+    calls = len(fake.requests)
+    stream_id = (await start_task(clients(two), key, body))["stream_id"]
+    events = await collect(clients(two), stream_id, key)
+    assert events[1].data["kind"] == "cache_hit"
+    assert events[-1].data["metrics"]["cached"] is True
+    assert len(fake.requests) == calls
+    # Deleted through one process, gone for the other at once.
+    stats = (await clients(two).get("/api/v1/cache/stats", headers={"X-API-Key": key})).json()
+    assert stats["entries"] == 1 and stats["hits"] == 1
+    cleared = await clients(one).delete("/api/v1/cache", headers={"X-API-Key": key})
+    assert cleared.json()["deleted"] == 1
+    stream_id = (await start_task(clients(two), key, body))["stream_id"]
+    again = await collect(clients(two), stream_id, key)
+    assert "cache_hit" not in [e.data.get("kind") for e in again]
+
+
+async def test_the_rate_limit_counts_starts_across_processes(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster(FAC_RATE_LIMIT_PER_MINUTE="5", FAC_CACHE_ENABLED="false")
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    for process in (one, two, one, two, one):
+        await start_task(clients(process), key)
+    for process in (two, one):
+        refused = await clients(process).post(
+            "/api/stream/task", json={"task": "t"}, headers={"X-API-Key": key}
+        )
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+    other = new_key(scaleout, "bob")  # limits are per key
+    await start_task(clients(two), other)
+
+
+async def test_a_ticket_issued_by_one_process_opens_the_stream_on_another(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster()
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    stream_id = (await start_task(clients(one), key))["stream_id"]
+    ticket = await clients(one).post(f"/api/stream/{stream_id}/ticket", headers={"X-API-Key": key})
+    events = await collect(clients(two), stream_id, "", params={"ticket": ticket.json()["ticket"]})
+    assert names(events)[-1] == "task_completed"
+
+
+async def test_a_finished_stream_replays_identically_after_redis_loses_everything(
+    cluster: Cluster, scaleout: Settings, services: Services, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster()
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=2)
+    stream_id = (await start_task(clients(one), key))["stream_id"]
+    before = await collect(clients(one), stream_id, key)
+    redis = services.redis()
+    assert redis.exists(f"{scaleout.redis_prefix}:events:{stream_id}")
+    redis.flushall()
+    after = await collect(clients(two), stream_id, key)
+    tail = await collect(clients(one), stream_id, key, last_event_id=4)
+    assert [(e.id, e.event, e.data) for e in after] == [(e.id, e.event, e.data) for e in before]
+    assert [e.data for e in tail] == [e.data for e in before[4:]]
+    done = await clients(two).get(
+        f"/api/stream/events/{stream_id}",
+        headers={"X-API-Key": key, "Last-Event-ID": str(len(before))},
+    )
+    assert done.status_code == 204
+
+
+async def test_a_process_killed_mid_task_ends_its_stream_within_the_lease(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    one, two = cluster(FAC_LEASE_S="2")
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    fake.set_default("coder", Reply(text="x = 1\n" * 500, delay_s=0.05))
+    stream_id = (await start_task(clients(one), key))["stream_id"]
+    seen: list[Received] = []
+    async for event in iter_events(clients(two), stream_id, key=key):
+        seen.append(event)
+        if event.event == "token_stream":
+            break
+    killed_at = time.monotonic()
+    one.kill()
+    rest = await asyncio.wait_for(
+        collect(clients(two), stream_id, key, last_event_id=seen[-1].seq), 15
+    )
+    assert rest[-1].event == "task_error" and rest[-1].data["code"] == "interrupted"
+    assert time.monotonic() - killed_at < 2 + 2  # the lease, plus one renewal period
+    assert seqs(rest) == list(range(seen[-1].seq + 1, seen[-1].seq + 1 + len(rest)))
+    status = await clients(two).get(f"/api/stream/status/{stream_id}", headers={"X-API-Key": key})
+    assert status.json()["status"] == "failed"
+
+
+async def test_starting_a_process_leaves_the_tasks_of_running_ones_alone(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    (one,) = cluster(1)
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1, coder_delay_s=0.02)
+    fake.set_default("coder", Reply(text="y = 2\n" * 100, delay_s=0.02))
+    stream_id = (await start_task(clients(one), key))["stream_id"]
+    (two,) = cluster(1)  # starts while the task runs
+    events = await collect(clients(two), stream_id, key)
+    assert names(events)[-1] == "task_completed"
