@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from facilitair.bus.base import EventLog
 from facilitair.bus.memory import MemoryEventLog
-from facilitair.bus.redis import RedisEventLog
+from facilitair.bus.redis import RedisEventLog, stream_key
 from facilitair.protocol.events import (
     StoredEvent,
     SystemMessage,
@@ -324,3 +324,64 @@ async def test_heartbeat_on_an_empty_stream(log: EventLog) -> None:
 
 async def test_read_of_unknown_stream_ends_at_once(log: EventLog) -> None:
     assert await asyncio.wait_for(read_all(log), 1) == []
+
+
+# --- Redis only: what it keeps, and what happens when it loses things ----------------------
+
+
+@pytest.mark.parametrize("kind", ["redis"])
+async def test_redis_keeps_only_a_tail_and_finished_streams_expire(
+    make_log: MakeLog, redis: Redis, store: Store
+) -> None:
+    log = make_log(keep=20, finished_ttl_s=30, flush_interval_s=0.01)
+    # 600 events: well past what one approximate trim may leave behind.
+    await log.start()
+    await log.open(S)
+    reader = asyncio.create_task(read_all(log, slow_s=0.002))  # slow: falls behind the trim
+    for i in range(600):
+        await log.append(S, msg(i))
+    assert isinstance(log, RedisEventLog)
+    key = stream_key(log.prefix, S)
+    await log.flush()
+    # Trimming is approximate (whole nodes of up to 100 entries, as Redis advises): bounded.
+    assert await redis.xlen(key) <= 20 + 100
+    await log.append(S, completed())
+    events = await asyncio.wait_for(reader, 10)
+    assert seqs(events) == list(range(1, 602))
+    assert 0 < await redis.ttl(key) <= 30
+    assert len(await store.events(S, 0, 1000)) == 601
+
+
+@pytest.mark.parametrize("kind", ["redis"])
+async def test_readers_lose_nothing_when_redis_is_flushed_mid_stream(
+    make_log: MakeLog, redis: Redis
+) -> None:
+    log = make_log(flush_interval_s=0.01)
+    await log.start()
+    await log.open(S)
+    readers = [asyncio.create_task(read_all(log)) for _ in range(3)]
+    for i in range(50):
+        await log.append(S, msg(i))
+        if i == 25:
+            await asyncio.sleep(0.05)  # persisted by now
+            await redis.flushall()
+    await log.append(S, completed())
+    for events in await asyncio.wait_for(asyncio.gather(*readers), 10):
+        assert seqs(events) == list(range(1, 52))
+    assert seqs(await asyncio.wait_for(read_all(log, after=40), 5)) == list(range(41, 52))
+
+
+@pytest.mark.parametrize("kind", ["redis"])
+async def test_a_stream_taken_over_from_a_dead_writer_keeps_what_only_redis_had(
+    make_log: MakeLog, store: Store
+) -> None:
+    dead = make_log(flush_interval_s=60)  # never flushes on its own, and never stops
+    await dead.open(S)
+    for i in range(5):
+        await dead.append(S, msg(i))
+    assert await store.last_seq(S) == 0
+    heir = make_log()
+    await heir.start()
+    await heir.open(S)
+    assert (await heir.append(S, TaskCancelled(reason="interrupted"))).seq == 6
+    assert seqs(await store.events(S, 0, 100)) == [1, 2, 3, 4, 5, 6]
