@@ -8,7 +8,10 @@ What it measures
     `time.monotonic_ns()` when the event carrying the token is parsed; the difference is the
     token's send → receive latency.
 
-    For each level of N concurrent streams (--levels, default 10,100) it runs, in this order:
+    For each backend (--backends, default both: `embedded`, one API process on SQLite with the
+    in-process event log; `scaleout`, two API processes on PostgreSQL + Redis started by
+    scripts/services.sh, each task started through one process and read through the other)
+    and each level of N concurrent streams (--levels, default 10,100) it runs, in this order:
       direct      the baseline: N streaming chat completions read straight from the fake by the
                   same client code (httpx + httpx_sse), no Facilitair in between;
       facilitair  N tasks through the real server (`facilitair serve --no-auth`): POST
@@ -33,7 +36,7 @@ Processes (none shares a GIL with another): the fake provider (this file, `--fak
 Facilitair server, and this script as the client. All share this machine's CPUs; the client's
 and the fake's own costs are in both paths, and the "added" row subtracts them.
 
-Run it from the repository root (about 35 s with the defaults; it stops by itself):
+Run it from the repository root (about a minute with the defaults; it stops by itself):
 
     .venv/bin/python bench/stream_overhead.py
     .venv/bin/python bench/stream_overhead.py --levels 10,50,100 --tokens 100 --rate 20
@@ -276,6 +279,11 @@ async def wait_ready(child: Child, url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{child.name} did not become ready at {url}:\n{child.tail()}")
 
 
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds used so far by all these processes together."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux /proc; NaN elsewhere)."""
     try:
@@ -418,16 +426,24 @@ async def direct_stream(
 
 
 async def facilitair_stream(
-    client: httpx.AsyncClient, server_url: str, index: int, tokens: int, rate: float, job: Job
+    client: httpx.AsyncClient,
+    servers: list[str],
+    index: int,
+    tokens: int,
+    rate: float,
+    job: Job,
 ) -> None:
+    """One task, started through one API process and read through the next one (the same one
+    when there is only one), so with several processes every token crosses between them."""
     run = job.run
+    post_url, read_url = servers[index % len(servers)], servers[(index + 1) % len(servers)]
     task = {"task": f"Benchmark stream {index}. {_params(tokens, rate, job.run_id)}"}
     posted = time.monotonic_ns()
-    created = await client.post(f"{server_url}/api/stream/task", json={**task, "cache": "off"})
+    created = await client.post(f"{post_url}/api/stream/task", json={**task, "cache": "off"})
     created.raise_for_status()
     sent = time.monotonic_ns()
     run.post_ns.append(sent - posted)
-    url = f"{server_url}/api/stream/events/{created.json()['stream_id']}"
+    url = f"{read_url}/api/stream/events/{created.json()['stream_id']}"
     async with aconnect_sse(client, "GET", url) as source:
         source.response.raise_for_status()
         since = time.monotonic_ns()
@@ -443,6 +459,9 @@ async def facilitair_stream(
                 job.ready()
             elif sse.event in TERMINAL:
                 run.endings[sse.event] += 1
+                if sse.event == "task_error":
+                    error = json.loads(sse.data)
+                    run.failures[f"{error.get('code')}: {error.get('error', '')[:120]}"] += 1
                 return
     run.endings["closed early"] += 1
 
@@ -451,7 +470,11 @@ Stream = Callable[[httpx.AsyncClient, int, Job], Awaitable[None]]
 
 
 async def drive(
-    streams: int, timeout_s: float, fake_url: str, one: Stream, server_pid: int | None = None
+    streams: int,
+    timeout_s: float,
+    fake_url: str,
+    one: Stream,
+    server_pids: list[int] | None = None,
 ) -> Run:
     """N concurrent streams; once all N are open, tell the fake to release their tokens."""
     run = Run()
@@ -485,25 +508,25 @@ async def drive(
         run.ready_s = (run.go_ns - run.began_ns) / 1e9
         (await client.post(f"{fake_url.removesuffix('/v1')}/bench/go/{run_id}")).raise_for_status()
 
-    async def sample(pid: int) -> None:
+    async def sample(pids: list[int]) -> None:
         while True:  # cancelled when the level ends
-            run.cpu_samples.append((time.monotonic_ns(), cpu_seconds(pid)))
+            run.cpu_samples.append((time.monotonic_ns(), cpu_of(pids)))
             await asyncio.sleep(CPU_SAMPLE_S)
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         run.began_ns = time.monotonic_ns()
-        sampler = asyncio.create_task(sample(server_pid)) if server_pid is not None else None
+        sampler = asyncio.create_task(sample(server_pids)) if server_pids else None
         try:
             async with asyncio.timeout(GATE_TIMEOUT_S + timeout_s):
                 await asyncio.gather(release(client), *(guarded(client, i) for i in range(streams)))
         except TimeoutError:
             run.failures[f"level timed out after {GATE_TIMEOUT_S + timeout_s:.0f} s"] += 1
         run.ended_ns = time.monotonic_ns()
-        if sampler is not None and server_pid is not None:
+        if sampler is not None and server_pids:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
-            run.cpu_samples.append((time.monotonic_ns(), cpu_seconds(server_pid)))
+            run.cpu_samples.append((time.monotonic_ns(), cpu_of(server_pids)))
     return run
 
 
@@ -512,6 +535,7 @@ async def drive(
 
 @dataclass
 class Level:
+    backend: str
     streams: int
     direct: Run
     via: Run
@@ -534,24 +558,25 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
     print("latency = fake-provider send -> client receive, per token, in ms")
     print()
     header = (
-        f"{'streams':>7}  {'path':<10}  {'tokens':>11}  {'p50':>8}  {'p99':>8}  {'max':>8}  "
-        f"{'tok ev/s':>9}  {'all ev/s':>9}"
+        f"{'backend':<9} {'streams':>7}  {'path':<10}  {'tokens':>11}  {'p50':>8}  {'p99':>8}  "
+        f"{'max':>8}  {'tok ev/s':>9}  {'all ev/s':>9}"
     )
     print(header)
     print("-" * len(header))
     for level in levels:
         expected = level.streams * tokens
+        row = f"{level.backend:<9} {level.streams:>7}"
         for name, run in (("direct", level.direct), ("facilitair", level.via)):
             got = f"{len(run.latencies_ns)}/{expected}"
             print(
-                f"{level.streams:>7}  {name:<10}  {got:>11}  {_f(run.ms(50))}  "
+                f"{row}  {name:<10}  {got:>11}  {_f(run.ms(50))}  "
                 f"{_f(run.ms(99))}  {_f(run.ms(100))}  "
                 f"{_f(run.token_events_per_s, '9.1f')}  {_f(run.events_per_s, '9.1f')}"
             )
         added50 = level.via.ms(50) - level.direct.ms(50)
         ratio = level.via.token_events_per_s / level.direct.token_events_per_s
         print(
-            f"{level.streams:>7}  {'added':<10}  {'':>11}  {_f(added50, '+8.2f')}  "
+            f"{row}  {'added':<10}  {'':>11}  {_f(added50, '+8.2f')}  "
             f"{_f(level.added_p99_ms, '+8.2f')}  {'':>8}  {_f(ratio, '8.3f')}x"
         )
     print()
@@ -565,7 +590,8 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
     for level in levels:
         d, v = level.direct, level.via
         print(
-            f"{level.streams:>7} streams: direct open {_f(percentile(d.open_ns, 50), '.1f')}/"
+            f"{level.backend:<9} {level.streams:>7} streams: "
+            f"direct open {_f(percentile(d.open_ns, 50), '.1f')}/"
             f"{_f(percentile(d.open_ns, 99), '.1f')}, ready {_f(d.ready_s, '.2f')} s | "
             f"facilitair POST {_f(percentile(v.post_ns, 50), '.1f')}/"
             f"{_f(percentile(v.post_ns, 99), '.1f')}, open {_f(percentile(v.open_ns, 50), '.1f')}/"
@@ -580,7 +606,8 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
         cpu, share = v.server_cpu(v.go_ns, v.last_ns)
         per_token = cpu / max(1, len(v.latencies_ns)) * 1e6
         print(
-            f"{level.streams:>7} streams: start-up {_f(100 * up_share, '.0f')}%, streaming "
+            f"{level.backend:<9} {level.streams:>7} streams: "
+            f"start-up {_f(100 * up_share, '.0f')}%, streaming "
             f"{_f(100 * share, '.0f')}% = {_f(per_token, '.0f')} us per token, "
             f"peak {_f(100 * v.peak_server_share(), '.0f')}%"
         )
@@ -600,46 +627,98 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
             if run.failures:
                 notes.append(f"failures {dict(run.failures)}")
             if notes:
-                print(f"note: {level.streams} streams, {name}: " + "; ".join(notes))
-    at_target = next((lv for lv in levels if lv.streams == TARGET_STREAMS), None)
-    if at_target is None:
-        verdict = f"not measured ({TARGET_STREAMS} is not in --levels)"
-    else:
-        complete = len(at_target.via.latencies_ns) == TARGET_STREAMS * tokens
-        met = complete and at_target.added_p99_ms < TARGET_P99_ADDED_MS
-        verdict = ("MET" if met else "NOT MET") + f" ({_f(at_target.added_p99_ms, '+.2f')} ms)"
-        if not complete:
-            verdict += ", not every token was measured"
+                print(
+                    f"note: {level.backend}, {level.streams} streams, {name}: " + "; ".join(notes)
+                )
     print()
-    print(
-        f"target: p99 added latency < {TARGET_P99_ADDED_MS:g} ms at {TARGET_STREAMS} streams: "
-        f"{verdict}"
-    )
+    for backend in dict.fromkeys(level.backend for level in levels):
+        print(f"{backend}: {BACKENDS[backend]}")
+        at_target = next(
+            (lv for lv in levels if lv.streams == TARGET_STREAMS and lv.backend == backend), None
+        )
+        if at_target is None:
+            verdict = f"not measured ({TARGET_STREAMS} is not in --levels)"
+        else:
+            complete = len(at_target.via.latencies_ns) == TARGET_STREAMS * tokens
+            met = complete and at_target.added_p99_ms < TARGET_P99_ADDED_MS
+            verdict = ("MET" if met else "NOT MET") + f" ({_f(at_target.added_p99_ms, '+.2f')} ms)"
+            if not complete:
+                verdict += ", not every token was measured"
+        print(
+            f"  target: p99 added latency < {TARGET_P99_ADDED_MS:g} ms at {TARGET_STREAMS} "
+            f"streams: {verdict}"
+        )
 
 
 # --- main -------------------------------------------------------------------------------
 
 
+BACKENDS = {
+    "embedded": "1 API process, SQLite + in-process event log",
+    "scaleout": "2 API processes, PostgreSQL + Redis; each task read through the other process",
+}
+
+
+async def start_servers(
+    backend: str, fake_url: str, workdir: Path, children: list[Child]
+) -> tuple[list[str], list[int]]:
+    """The API processes of one backend: their URLs and PIDs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAC_")}
+    env.update(
+        FAC_DATA_DIR=str(workdir / f"data-{backend}"),
+        FAC_LLM_BASE_URL=fake_url,
+        FAC_LLM_API_KEY="x",
+        FAC_RATE_LIMIT_PER_MINUTE="100000",
+    )
+    count = 1
+    if backend == "scaleout":
+        env.update(start_services(SERVICES))
+        count = 2
+    urls, pids = [], []
+    for n in range(count):
+        port = free_port()
+        argv = [*facilitair_command(), "serve", "--port", str(port), "--no-auth"]
+        server = spawn(f"{backend}-server-{n}", [*argv, "--log-level", "warning"], env, workdir)
+        children.append(server)
+        urls.append(f"http://127.0.0.1:{port}")
+        pids.append(server.proc.pid)
+    for url, child in zip(urls, children[-count:], strict=True):
+        await wait_ready(child, f"{url}/api/v1/health")
+    return urls, pids
+
+
+SERVICES = Path(tempfile.gettempdir()) / f"fac-bench-services-{os.getpid()}"
+
+
+def start_services(folder: Path) -> dict[str, str]:
+    """PostgreSQL + pgvector and Redis from scripts/services.sh, on free ports. (Not in the
+    bench's private temporary folder: PostgreSQL runs as its own user.)"""
+    folder.mkdir(mode=0o755, exist_ok=True)
+    folder.chmod(0o755)
+    env = {**os.environ, "PG_PORT": str(free_port()), "REDIS_PORT": str(free_port())}
+    done = subprocess.run(
+        ["bash", str(SCRIPT.parent.parent / "scripts" / "services.sh"), "start", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+def stop_services(folder: Path) -> None:
+    if folder.exists():
+        script = SCRIPT.parent.parent / "scripts" / "services.sh"
+        subprocess.run(["bash", str(script), "stop", str(folder)], check=False)
+
+
 async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) -> list[Level]:
-    fake_port, server_port = free_port(), free_port()
+    fake_port = free_port()
     argv = [sys.executable, str(SCRIPT), "--fake-port", str(fake_port)]
     fake = spawn("fake", argv, dict(os.environ), workdir)
     children.append(fake)
     fake_url = f"http://127.0.0.1:{fake_port}/v1"
     await wait_ready(fake, f"{fake_url}/models")
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAC_")}
-    env.update(
-        FAC_DATA_DIR=str(workdir / "data"),
-        FAC_LLM_BASE_URL=fake_url,
-        FAC_LLM_API_KEY="x",
-        FAC_RATE_LIMIT_PER_MINUTE="100000",
-    )
-    argv = [*facilitair_command(), "serve", "--port", str(server_port), "--no-auth"]
-    server = spawn("server", [*argv, "--log-level", "warning"], env, workdir)
-    children.append(server)
-    server_url = f"http://127.0.0.1:{server_port}"
-    await wait_ready(server, f"{server_url}/api/v1/health")
 
     tokens, rate = args.tokens, args.rate
     timeout_s = 2 / rate + tokens / rate * 1.5 + 15
@@ -647,24 +726,33 @@ async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) 
     async def direct(client: httpx.AsyncClient, index: int, job: Job) -> None:
         await direct_stream(client, fake_url, tokens, rate, job)
 
-    async def via(client: httpx.AsyncClient, index: int, job: Job) -> None:
-        await facilitair_stream(client, server_url, index, tokens, rate, job)
-
-    async def warm(client: httpx.AsyncClient, index: int, job: Job) -> None:
-        await facilitair_stream(client, server_url, index, 5, 50.0, job)
-
-    # Warm the server up (imports, first SQLite writes, connection pools) before measuring.
-    await drive(4, 20.0, fake_url, warm)
     levels = []
-    for streams in args.levels:
-        print(f"... {streams} streams: direct", file=sys.stderr, flush=True)
-        baseline = await drive(streams, timeout_s, fake_url, direct)
-        print(f"... {streams} streams: facilitair", file=sys.stderr, flush=True)
-        measured = await drive(streams, timeout_s, fake_url, via, server.proc.pid)
-        levels.append(Level(streams, baseline, measured))
+    for backend in args.backends:
+        servers, pids = await start_servers(backend, fake_url, workdir, children)
+
+        async def via(
+            client: httpx.AsyncClient, index: int, job: Job, servers: list[str] = servers
+        ) -> None:
+            await facilitair_stream(client, servers, index, tokens, rate, job)
+
+        async def warm(
+            client: httpx.AsyncClient, index: int, job: Job, servers: list[str] = servers
+        ) -> None:
+            await facilitair_stream(client, servers, index, 5, 50.0, job)
+
+        # Warm the servers up (imports, first writes, connection pools) before measuring.
+        await drive(4, 20.0, fake_url, warm)
+        for streams in args.levels:
+            print(f"... {backend}, {streams} streams: direct", file=sys.stderr, flush=True)
+            baseline = await drive(streams, timeout_s, fake_url, direct)
+            print(f"... {backend}, {streams} streams: facilitair", file=sys.stderr, flush=True)
+            measured = await drive(streams, timeout_s, fake_url, via, pids)
+            levels.append(Level(backend, streams, baseline, measured))
     for child in children:
         if child.proc.poll() is not None:
             print(f"warning: {child.name} exited early:\n{child.tail()}", file=sys.stderr)
+        elif "server" in child.name and any(level.via.failures for level in levels):
+            print(f"--- {child.name} log (last lines):\n{child.tail(60)}", file=sys.stderr)
     return levels
 
 
@@ -681,8 +769,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tokens", type=int, default=100, help="tokens per stream (default 100)")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per stream (default 20)")
+    parser.add_argument(
+        "--backends",
+        type=lambda s: [b.strip() for b in s.split(",") if b.strip()],
+        default=["embedded", "scaleout"],
+        help="comma-separated: embedded (1 process, SQLite), scaleout (2 API processes on "
+        "PostgreSQL + Redis, started by scripts/services.sh); default both",
+    )
     parser.add_argument("--fake-port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not set(args.backends) <= set(BACKENDS):
+        parser.error(f"--backends: choose from {', '.join(BACKENDS)}")
     if args.streams is not None:
         args.levels = [args.streams]
     if not args.levels or min(args.levels) < 1 or args.tokens < 1 or args.rate <= 0:
@@ -702,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for child in reversed(children):
                 child.stop()
+            stop_services(SERVICES)
+            shutil.rmtree(SERVICES, ignore_errors=True)
     report(levels, args.tokens, args.rate)
     return 0
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     database_url: str | None = None  # postgresql://… (scale-out) or sqlite:///PATH
     database_pool_size: int = Field(default=20, ge=1)  # connections per process (PostgreSQL)
     redis_url: str | None = None  # redis://… : events, cancel signals and rate limits in Redis
+    redis_pool_size: int = Field(default=64, ge=4)  # connections per process
     redis_prefix: str = "fac"  # every Redis key starts with it (several deployments, one Redis)
     redis_stream_keep: int = Field(default=1000, ge=10)  # events kept in Redis once persisted
     redis_finished_ttl_s: int = Field(default=300, ge=1)  # then finished streams replay from the db

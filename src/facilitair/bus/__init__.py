@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from facilitair.bus.base import EventLog
@@ -62,7 +62,11 @@ async def build_bus(settings: Settings, store: EventStore) -> Bus:
             f"FAC_REDIS_URL must start with redis://, rediss:// or unix:// "
             f"(got {url.split(':', 1)[0]}://…)"
         )
-    redis = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    # A blocking pool: past its size, commands wait for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=settings.redis_pool_size, timeout=30, socket_connect_timeout=5
+    )
+    redis = Redis(connection_pool=pool)
     try:
         await redis.ping()
     except (RedisError, OSError) as exc:

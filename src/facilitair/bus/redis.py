@@ -3,8 +3,13 @@
 Entry ids are `0-<seq>`, so the SSE id, the Redis id and the stored seq are the same number and
 a reader's cursor is just that number. The one process running a task writes its stream
 (`XADD` with the explicit id, which Redis refuses if it does not grow, so two writers can never
-interleave); any process reads it: stored events first, then `XREAD BLOCK` from the cursor, so
-live tokens reach a reader in any process without polling.
+interleave); any process reads it: stored events first, then live ones.
+
+Live events reach a process through one `XREAD BLOCK` loop (the `Follower`) over every stream
+that some reader in the process is following, from where they are: each event crosses from
+Redis once per process and is decoded once, however many clients read it, and the number of
+Redis connections does not grow with the readers. A reader that starts following wakes the loop
+through a small per-process stream, so it never waits for the loop's block to time out.
 
 The writer copies events to the store in batches (a terminal event at once), then trims what
 was copied from Redis beyond the last `keep` events, and gives a finished stream a short TTL.
@@ -16,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -27,6 +35,10 @@ from facilitair.store.base import EventStore
 
 PAGE = 500
 GAP_RETRY_S = 0.05  # a gap the store cannot fill yet: the writer is about to persist it
+RECENT = 512  # live events kept per followed stream for readers a little behind
+FOLLOW_BLOCK_MS = 5000
+
+log = logging.getLogger(__name__)
 
 
 def stream_key(prefix: str, stream_id: str) -> str:
@@ -45,15 +57,114 @@ def _seq(entry_id: bytes) -> int:
 
 
 class _Writing:
-    """A stream this process writes: its last seq, the events not yet sent to Redis (in seq
-    order) and those not yet in the store."""
+    """A stream this process writes: its last seq and the events not yet in the store."""
 
     def __init__(self, last_seq: int) -> None:
         self.seq = last_seq
-        self.outbox: list[StoredEvent] = []
-        self.sending = asyncio.Lock()
         self.unpersisted: list[StoredEvent] = []
         self.finished = False
+
+
+class _Followed:
+    """A stream some reader in this process follows: its recent live events and a wake-up."""
+
+    def __init__(self, cursor: int) -> None:
+        self.cursor = cursor  # the last seq the follower has fetched
+        self.recent: deque[StoredEvent] = deque(maxlen=RECENT)
+        self.readers = 0
+        self.changed = asyncio.Event()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def since(self, cursor: int) -> list[StoredEvent] | None:
+        """Events after `cursor` ([] if none yet), or None when `recent` does not reach back
+        to it (the reader must catch up from Redis or the store)."""
+        if cursor >= self.cursor:
+            return []
+        if not self.recent or self.recent[0].seq > cursor + 1:
+            return None
+        return [e for e in self.recent if e.seq > cursor]
+
+
+class Follower:
+    """One XREAD BLOCK loop per process over every followed stream."""
+
+    def __init__(self, redis: Redis, prefix: str, decode: Any) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.decode = decode
+        self.wake_key = f"{prefix}:wake:{uuid.uuid4().hex}"
+        self._wake_cursor = "0-0"
+        self._streams: dict[str, _Followed] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._has_streams = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="redis-follower")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.redis.delete(self.wake_key)
+
+    @contextlib.asynccontextmanager
+    async def follow(self, stream_id: str, cursor: int) -> AsyncIterator[_Followed]:
+        followed = self._streams.get(stream_id)
+        new = followed is None
+        if followed is None:
+            followed = self._streams[stream_id] = _Followed(cursor)
+        followed.readers += 1
+        try:
+            if new:
+                self._has_streams.set()
+                # Interrupt the loop's current XREAD so it includes this stream from now on.
+                await self.redis.xadd(self.wake_key, {"w": "1"}, maxlen=16, approximate=True)
+            yield followed
+        finally:
+            followed.readers -= 1
+            if followed.readers == 0 and self._streams.get(stream_id) is followed:
+                del self._streams[stream_id]
+
+    def _keys(self) -> Iterator[tuple[str, str]]:
+        yield self.wake_key, self._wake_cursor
+        for stream_id, followed in self._streams.items():
+            yield f"{self.prefix}:events:{stream_id}", _entry_id(followed.cursor)
+
+    async def _loop(self) -> None:
+        events_prefix = f"{self.prefix}:events:".encode()
+        while True:
+            if not self._streams:
+                self._has_streams.clear()
+                await self._has_streams.wait()
+                continue
+            try:
+                reply: Any = await self.redis.xread(
+                    dict(self._keys()), count=PAGE, block=FOLLOW_BLOCK_MS
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("following streams failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for key, entries in reply or []:
+                if not key.startswith(events_prefix):
+                    self._wake_cursor = entries[-1][0].decode()
+                    continue
+                stream_id = key[len(events_prefix) :].decode()
+                followed = self._streams.get(stream_id)
+                if followed is None:
+                    continue
+                events = [self.decode(stream_id, entry) for entry in entries]
+                followed.recent.extend(events)
+                followed.cursor = events[-1].seq
+                followed.notify()
 
 
 class RedisEventLog:
@@ -74,8 +185,11 @@ class RedisEventLog:
         self.finished_ttl_s = finished_ttl_s
         self.flush_interval_s = flush_interval_s
         self._writing: dict[str, _Writing] = {}
+        self._outbox: list[StoredEvent] = []  # appended, not yet sent to Redis
+        self._sending = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+        self._follower = Follower(redis, prefix, self._decode)
 
     def _key(self, stream_id: str) -> str:
         return stream_key(self.prefix, stream_id)
@@ -91,14 +205,12 @@ class RedisEventLog:
         reply: Any = await self.redis.xrevrange(key, count=1)
         return cast(Entry, reply[0]) if reply else None
 
-    async def _wait(self, key: str, after: int, block_ms: int) -> list[Entry]:
-        reply: Any = await self.redis.xread({key: _entry_id(after)}, count=PAGE, block=block_ms)
-        return cast(list[Entry], reply[0][1]) if reply else []
-
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-event-flusher")
+        self._follower.start()
 
     async def stop(self) -> None:
+        await self._follower.stop()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,32 +252,36 @@ class RedisEventLog:
         event = envelope(stream_id, stream.seq, payload)
         if event.is_terminal:
             stream.finished = True
-        stream.outbox.append(event)
-        # Concurrent appends (coders running side by side) must reach Redis in seq order, and
-        # pool connections do not keep order: whoever holds the lock sends everything queued,
-        # in one round trip, and the others find their event already sent.
-        async with stream.sending:
-            if stream.outbox:
-                batch, stream.outbox = stream.outbox, []
-                await self._send(stream_id, batch)
-                stream.unpersisted.extend(batch)
-        if event.is_terminal:
-            await self.flush()
-        elif len(stream.unpersisted) >= self.keep // 2:
+        self._outbox.append(event)
+        # Appends must reach Redis in seq order, and pool connections do not keep order. So
+        # whoever holds the lock sends everything queued — every stream's — in one round trip,
+        # and the others find their event already sent: under load, one write carries many.
+        async with self._sending:
+            if self._outbox:
+                batch, self._outbox = self._outbox, []
+                await self._send(batch)
+                for sent in batch:
+                    self._writing[sent.stream_id].unpersisted.append(sent)
+        if event.is_terminal or len(stream.unpersisted) >= self.keep // 2:
             await self.flush()
         return event
 
-    async def _send(self, stream_id: str, events: list[StoredEvent]) -> None:
-        key = self._key(stream_id)
+    async def _send(self, events: list[StoredEvent]) -> None:
         if len(events) == 1:
             event = events[0]
             await self.redis.xadd(
-                key, {"e": event.event, "d": event.data_json}, id=_entry_id(event.seq)
+                self._key(event.stream_id),
+                {"e": event.event, "d": event.data_json},
+                id=_entry_id(event.seq),
             )
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for event in events:
-                pipe.xadd(key, {"e": event.event, "d": event.data_json}, id=_entry_id(event.seq))
+                pipe.xadd(
+                    self._key(event.stream_id),
+                    {"e": event.event, "d": event.data_json},
+                    id=_entry_id(event.seq),
+                )
             await pipe.execute()
 
     async def flush(self) -> None:
@@ -222,10 +338,10 @@ class RedisEventLog:
         return bool(stored) and stored[0].is_terminal
 
     async def _open(self, stream_id: str, cursor: int) -> bool:
-        """Whether more events may come after `cursor`: the stream is known to Redis and its
-        last event is not terminal."""
-        if not await self.redis.exists(self._key(stream_id)):
-            return False
+        """Whether more events may come after `cursor`, the last one read: the stream is known
+        (to Redis, or, if Redis lost it, to the store) and `cursor` is not its terminal event."""
+        if not await self.redis.exists(self._key(stream_id)) and not cursor:
+            return False  # unknown: nothing in Redis, nothing was read from the store
         return not cursor or not await self._tail_is_terminal(stream_id, cursor)
 
     @staticmethod
@@ -238,39 +354,57 @@ class RedisEventLog:
     async def read(
         self, stream_id: str, after: int = 0, *, heartbeat_s: float | None = None
     ) -> AsyncIterator[StoredEvent]:
-        key = self._key(stream_id)
         cursor = after
-        block_ms = int(heartbeat_s * 1000) if heartbeat_s else 0  # 0: block until an event
-        live = False  # known to be open and read to its end: wait with XREAD from now on
         while True:
-            if live:
-                entries = await self._wait(key, cursor, block_ms)
-                if not entries:
-                    yield heartbeat(stream_id, cursor)
-                    continue
-            else:
-                entries = await self._range(key, cursor)
-            if not entries or _seq(entries[0][0]) != cursor + 1:
-                # Redis does not have the next event: persisted and trimmed, finished and
-                # expired, or lost (restart, eviction, FLUSHALL). The store has it if it was
-                # persisted.
-                stored = await self.store.events(stream_id, cursor, PAGE)
-                for event in stored:
-                    yield event
-                    if event.is_terminal:
-                        return
-                if stored:
-                    cursor = stored[-1].seq
-                elif entries:
-                    await asyncio.sleep(GAP_RETRY_S)  # the writer is about to persist it
-                elif live or await self._open(stream_id, cursor):
-                    live = True
-                else:
-                    return  # unknown, or finished and read to its end
-                continue
-            for entry in entries:
-                event = self._decode(stream_id, entry)
+            # Catch up from Redis and the store, until there is nothing more to read.
+            async for event in self._catch_up(stream_id, cursor):
                 yield event
                 if event.is_terminal:
                     return
-            cursor = _seq(entries[-1][0])
+                cursor = event.seq
+            if not await self._open(stream_id, cursor):
+                return  # unknown, or finished and read to its end
+            # Then follow it live, until it ends or falls out of reach.
+            async with self._follower.follow(stream_id, cursor) as followed:
+                while True:
+                    batch = followed.since(cursor)
+                    if batch is None or (batch and batch[0].seq != cursor + 1):
+                        break  # behind what the follower keeps, or a gap: catch up again
+                    for event in batch:
+                        yield event
+                        if event.is_terminal:
+                            return
+                        cursor = event.seq
+                    if batch:
+                        continue
+                    changed = followed.changed
+                    try:
+                        async with asyncio.timeout(heartbeat_s):
+                            await changed.wait()
+                    except TimeoutError:
+                        yield heartbeat(stream_id, cursor)
+
+    async def _catch_up(self, stream_id: str, after: int) -> AsyncIterator[StoredEvent]:
+        """Events after `after` that Redis or the store already has, in order."""
+        key = self._key(stream_id)
+        cursor = after
+        gaps = 0
+        while True:
+            entries = await self._range(key, cursor)
+            if entries and _seq(entries[0][0]) == cursor + 1:
+                for entry in entries:
+                    yield self._decode(stream_id, entry)
+                cursor = _seq(entries[-1][0])
+                continue
+            # Redis does not have the next event: persisted and trimmed, finished and expired,
+            # or lost (restart, eviction, FLUSHALL). The store has it if it was persisted.
+            stored = await self.store.events(stream_id, cursor, PAGE)
+            if stored:
+                for event in stored:
+                    yield event
+                cursor = stored[-1].seq
+            elif entries and gaps < 100:
+                gaps += 1
+                await asyncio.sleep(GAP_RETRY_S)  # the writer is about to persist it
+            else:
+                return
