@@ -8,6 +8,9 @@
 2. Starts the real server on the same SQLite file (N entries to load) with the fake OpenAI
    provider, runs one task (a miss: the baseline), then repeats it and times POST →
    task_completed for the hit. Prints the ratio.
+3. With `--pgvector` (default on): the same N entries in PostgreSQL + pgvector (started by
+   scripts/services.sh), the same lookups through the HNSW index, and how often it hands the
+   guard the same candidates as exact search in memory (top-1 and top-5 agreement).
 Figures are printed, not asserted.
 """
 
@@ -35,8 +38,11 @@ from facilitair.config import Settings  # noqa: E402
 from facilitair.protocol.events import utc_now  # noqa: E402
 from facilitair.server.auth import create_key  # noqa: E402
 from facilitair.server.background import BackgroundServer  # noqa: E402
+from facilitair.store.base import CacheStore  # noqa: E402
+from facilitair.store.postgres import PgVectorIndex, PostgresStore  # noqa: E402
 from facilitair.store.sqlite import SQLiteStore  # noqa: E402
 from fakes.openai_server import FakeOpenAI, Reply  # noqa: E402
+from services import new_folder, start_services, stop_services  # noqa: E402
 from support import plan_reply, verdict_reply  # noqa: E402
 
 SUBJECTS = [
@@ -82,7 +88,7 @@ def generated_tasks(count: int) -> list[str]:
     return tasks
 
 
-async def fill(store: SQLiteStore, cache: SemanticCache, entries: int, real: int) -> str:
+async def fill(store: CacheStore, cache: SemanticCache, entries: int, real: int) -> str:
     """Put `entries` entries in the partition a real run of TASK will look in."""
     models = {
         "architect": "gpt-4o-mini",
@@ -132,7 +138,7 @@ async def fill(store: SQLiteStore, cache: SemanticCache, entries: int, real: int
     began = time.perf_counter()
     loaded = await cache.load()
     print(
-        f"loaded {loaded:,} entries from SQLite into the index "
+        f"loaded {loaded:,} entries from the store into this process's index "
         f"in {time.perf_counter() - began:.2f} s"
     )
     return partition
@@ -216,12 +222,47 @@ async def timed_run(client: httpx.AsyncClient, key: str) -> tuple[float, bool]:
     raise RuntimeError("stream ended without task_completed")
 
 
+async def pgvector(memory: SemanticCache, args: argparse.Namespace) -> None:
+    """The same entries and lookups on PostgreSQL + pgvector, compared with exact search."""
+    folder = new_folder()
+    try:
+        services = await asyncio.to_thread(start_services, folder)
+        store = PostgresStore(await asyncio.to_thread(services.new_database))
+        await store.open()
+        cache = SemanticCache(store, PgVectorIndex(store), memory.embedder, memory.policy)
+        began = time.perf_counter()
+        partition = await fill(store, cache, args.entries, min(args.real, args.entries))
+        print(
+            f"pgvector: filled {args.entries:,} entries (HNSW kept up to date on insert) in "
+            f"{time.perf_counter() - began:.1f} s"
+        )
+        await lookups(cache, partition, args.lookups)
+        queries = [t.replace("for team", "for our team") for t in generated_tasks(args.lookups)]
+        vectors = await memory.embedder.embed(queries)
+        top1 = top5 = 0
+        for vector in vectors:
+            exact = [c.entry_id for c in await memory.index.search(partition, vector, 5)]
+            found = [c.entry_id for c in await cache.index.search(partition, vector, 5)]
+            top1 += bool(exact) and bool(found) and exact[0] == found[0]
+            top5 += len(set(exact) & set(found))
+        print(
+            f"pgvector vs exact search: same best candidate {top1}/{len(vectors)}, "
+            f"top-5 overlap {top5 / (5 * len(vectors)):.1%}"
+        )
+        await store.close()
+    finally:
+        await asyncio.to_thread(stop_services, folder)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--real", type=int, default=2_000, help="entries with real embeddings")
     parser.add_argument("--lookups", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--no-pgvector", dest="pgvector", action="store_false", help="skip the pgvector part"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="facilitair-bench-") as folder:
         data_dir = Path(folder)
@@ -238,8 +279,10 @@ async def main() -> None:
             f"{time.perf_counter() - began:.1f} s (threshold {settings.cache_threshold})"
         )
         await lookups(cache, partition, args.lookups)
-        await store.close()
         await end_to_end(data_dir, args.repeats)
+        if args.pgvector:
+            await pgvector(cache, args)
+        await store.close()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local PostgreSQL (with pgvector) and Redis for the scale-out backends, on loopback ports.
 #
-#   bash scripts/services.sh install      # Debian packages, and pgvector built from source (root)
+#   bash scripts/services.sh install      # Debian packages (PostgreSQL, Redis, nginx), and
+#                                         # pgvector built from source (root)
 #   bash scripts/services.sh start [DIR]  # start both (data in DIR, default .services/);
 #                                         # prints FAC_DATABASE_URL=… and FAC_REDIS_URL=…
 #   bash scripts/services.sh stop [DIR]   # stop what `start` started there
@@ -20,7 +21,8 @@ REDIS_PORT=${REDIS_PORT:-63799}
 say() { echo "services: $*" >&2; }
 
 have_packages() {
-    [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_config" ] && command -v redis-server >/dev/null
+    [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_config" ] && command -v redis-server >/dev/null \
+        && [ -x /usr/sbin/nginx ]
 }
 
 have_pgvector() {
@@ -29,14 +31,14 @@ have_pgvector() {
 
 install_packages() {
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-        say "please install postgresql-$PG_VERSION, postgresql-server-dev-$PG_VERSION and redis-server"
+        say "please install postgresql-$PG_VERSION, postgresql-server-dev-$PG_VERSION, redis-server and nginx"
         exit 1
     fi
-    say "installing PostgreSQL $PG_VERSION and Redis from Debian packages…"
+    say "installing PostgreSQL $PG_VERSION, Redis and nginx from Debian packages…"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "postgresql-$PG_VERSION" "postgresql-server-dev-$PG_VERSION" \
-        redis-server make gcc >/dev/null
+        redis-server nginx make gcc >/dev/null
 }
 
 # Debian 12 has no pgvector package, but a newer Debian release has its source package: fetch

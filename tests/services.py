@@ -115,12 +115,17 @@ def stop_services(folder: Path) -> None:
     subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False, timeout=120)
 
 
-@pytest.fixture(scope="session")
-def services() -> Iterator[Services]:
-    # Not under pytest's own temporary folder: that one is private to root, and PostgreSQL runs
-    # as its own user.
+def new_folder() -> Path:
+    """A folder for the services' data. Not under pytest's own temporary folder: that one is
+    private to root, and PostgreSQL runs as its own user."""
     folder = Path(tempfile.mkdtemp(prefix="facilitair-services-"))
     folder.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    folder = new_folder()
     try:
         started = start_services(folder)
     except Exception as exc:

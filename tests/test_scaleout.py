@@ -5,7 +5,9 @@ that dies loses nobody's events."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from facilitair.config import Settings
 from facilitair.server.background import free_port
@@ -316,3 +319,111 @@ async def test_starting_a_process_leaves_the_tasks_of_running_ones_alone(
     (two,) = cluster(1)  # starts while the task runs
     events = await collect(clients(two), stream_id, key)
     assert names(events)[-1] == "task_completed"
+
+
+# --- behind nginx ---------------------------------------------------------------------------
+
+NGINX = Path("/usr/sbin/nginx")
+SITE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Callable[[list[ApiProcess]], str]]:
+    """deploy/nginx.conf, as shipped but for its ports, in front of the given processes."""
+    if not NGINX.exists():
+        if os.environ.get("FAC_REQUIRE_SERVICES") == "1":
+            pytest.fail("nginx is required here (scripts/services.sh install)")
+        pytest.skip("nginx is not installed (scripts/services.sh install)")
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(upstreams: list[ApiProcess]) -> str:
+        port = free_port()
+        servers = "".join(f"    server 127.0.0.1:{p.port};\n" for p in upstreams)
+        site = re.sub(
+            r"(upstream facilitair \{\n)(    server .*\n)+", rf"\1{servers}", SITE.read_text()
+        )
+        site = site.replace("listen 8000;", f"listen 127.0.0.1:{port};")
+        temp = tmp_path / "nginx"
+        temp.mkdir()
+        main = f"""
+            daemon off;
+            worker_processes 1;
+            {"user root;" if os.geteuid() == 0 else ""}
+            pid {temp}/nginx.pid;
+            error_log {temp}/error.log warn;
+            events {{ worker_connections 512; }}
+            http {{
+                access_log off;
+                client_body_temp_path {temp}/body;
+                proxy_temp_path {temp}/proxy;
+                fastcgi_temp_path {temp}/fastcgi;
+                uwsgi_temp_path {temp}/uwsgi;
+                scgi_temp_path {temp}/scgi;
+                {site}
+            }}
+        """
+        (temp / "nginx.conf").write_text(main)
+        process = subprocess.Popen(
+            [str(NGINX), "-p", str(temp), "-c", str(temp / "nginx.conf")],
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(url + "/metrics", timeout=1)
+                return url
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nginx did not start: {(temp / 'error.log').read_text()}")
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_behind_nginx_streams_flow_live_and_survive_the_loss_of_a_process(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, nginx: Any
+) -> None:
+    one, two = cluster(FAC_LEASE_S="2")
+    base = nginx([one, two])
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=2)
+    fake.set_default("coder", Reply(text="row = 1\n" * 60, delay_s=0.02))
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        stream_id = (await start_task(client, key))["stream_id"]
+        seen: list[Received] = []
+        async for event in iter_events(client, stream_id, key=key):
+            seen.append(event)
+            if sum(e.event == "token_stream" for e in seen) == 5:
+                break
+        # Tokens arrive one by one through the proxy, not in one buffered block at the end.
+        tokens = [e for e in seen if e.event == "token_stream"]
+        assert tokens[-1].at - tokens[0].at > 0.02
+        # Whichever process ran the task or served the stream: the client carries on through
+        # nginx, and gets the rest exactly once (the task's end, or `interrupted` if it ran
+        # on the killed process).
+        two.kill()
+        rest = await collect(client, stream_id, key, last_event_id=seen[-1].seq)
+        whole = await collect(client, stream_id, key)
+    assert seqs(seen) + seqs(rest) == list(range(1, len(whole) + 1))
+    assert rest[-1].event in ("task_completed", "task_error")
+
+
+async def test_behind_nginx_the_websocket_starts_and_follows_a_task(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, nginx: Any
+) -> None:
+    one, two = cluster()
+    base = nginx([one, two])
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    url = base.replace("http://", "ws://") + "/api/stream/ws"
+    async with websockets.connect(url, additional_headers={"X-API-Key": key}) as socket:
+        await socket.send(json.dumps({"action": "start", "task": "Build a tiny key-value store"}))
+        received = []
+        while not received or received[-1]["event"] not in ("task_completed", "task_error"):
+            received.append(json.loads(await asyncio.wait_for(socket.recv(), 15)))
+    assert received[0]["event"] == "task_created"
+    assert [m["id"] for m in received[1:]] == list(range(1, len(received)))
+    assert received[-1]["event"] == "task_completed"

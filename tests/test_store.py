@@ -6,6 +6,7 @@ candidates."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -215,3 +216,35 @@ async def test_vector_indexes_rank_candidates_alike(store: Store) -> None:
     await store.delete_cache_entries([found[0].entry_id])
     await index.remove([found[0].entry_id])
     assert found[0].entry_id not in [c.entry_id for c in await index.search("p1", query, 5)]
+
+
+async def test_a_database_from_before_migrations_is_adopted_and_its_running_tasks_end(
+    tmp_path: Path,
+) -> None:
+    """A data dir made by the first release (its schema, no migration table, a task that was
+    running when that server died) opens, upgrades, and gives that task up as orphaned."""
+    path = tmp_path / "old.sqlite3"
+    first = next(m for m in migrations("sqlite") if m.version == 1)
+    with sqlite3.connect(path) as db:
+        db.executescript(first.sql)
+        old = record(1)
+        db.execute(
+            "INSERT INTO tasks (task_id, stream_id, tenant_id, status, created_at, record)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                old.task_id,
+                old.stream_id,
+                old.tenant_id,
+                old.status,
+                old.created_at,
+                old.model_dump_json(),
+            ),
+        )
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        claimed = await store.claim_expired_tasks("me", NOW, LATER)
+        assert [r.task_id for r in claimed] == ["task_1"]
+        assert await store.migrate() == []
+    finally:
+        await store.close()

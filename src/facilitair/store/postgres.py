@@ -6,6 +6,7 @@ cache's nearest-neighbour search is a query (`PgVectorIndex`), not an in-memory 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,8 +124,10 @@ class PostgresStore:
         async def setup(conn: asyncpg.Connection) -> None:
             await register_vector(conn)
             # pgvector 0.8: keep scanning the HNSW graph until enough rows pass the partition
-            # filter, in exact distance order, instead of returning too few.
-            await conn.execute("SET hnsw.iterative_scan = strict_order")
+            # filter, in exact distance order, instead of returning too few. (Older versions
+            # lack the setting; they still work, with plain HNSW scans.)
+            with contextlib.suppress(asyncpg.PostgresError):
+                await conn.execute("SET hnsw.iterative_scan = strict_order")
 
         self._pool = await asyncpg.create_pool(
             **self._connect_options(), min_size=1, max_size=self.pool_size, init=setup
@@ -283,7 +286,7 @@ class PostgresStore:
         rows = await self.pool.fetch(
             "UPDATE tasks SET owner = $1, lease_expires_at = $2"
             " WHERE status IN ('queued', 'running')"
-            " AND (lease_expires_at IS NULL OR lease_expires_at < $3) RETURNING record",
+            " AND owner IS NOT NULL AND lease_expires_at < $3 RETURNING record",
             owner,
             until,
             now,

@@ -231,7 +231,7 @@ class SQLiteStore:
     async def claim_expired_tasks(self, owner: str, now: str, until: str) -> list[TaskRecord]:
         async with self.db.execute(
             "UPDATE tasks SET owner = ?, lease_expires_at = ? WHERE status IN (?, ?)"
-            " AND (lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING record",
+            " AND owner IS NOT NULL AND lease_expires_at < ? RETURNING record",
             (owner, until, *UNFINISHED, now),
         ) as cur:
             rows = await cur.fetchall()

@@ -3,3 +3,6 @@
 ALTER TABLE tasks ADD COLUMN owner TEXT;
 ALTER TABLE tasks ADD COLUMN lease_expires_at TEXT;
 CREATE INDEX tasks_by_lease ON tasks (status, lease_expires_at);
+-- Tasks left unfinished before leases existed belong to no live process: expired already.
+UPDATE tasks SET owner = 'before-leases', lease_expires_at = ''
+    WHERE status IN ('queued', 'running');
