@@ -90,10 +90,10 @@ def test_db_upgrade_migrates_once(tmp_path: Path, services: Services) -> None:
         url = services.url(name)
         first = facilitair("db", "upgrade", FAC_DATA_DIR=str(tmp_path), FAC_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
-        assert "applied migration(s) 1, 2" in first.stderr
+        assert "applied migration(s) 1, 2, 3" in first.stderr
         again = facilitair("db", "upgrade", FAC_DATA_DIR=str(tmp_path), FAC_DATABASE_URL=url)
         assert again.returncode == 0 and "up to date" in again.stderr
     finally:
         services.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     sqlite = facilitair("db", "upgrade", FAC_DATA_DIR=str(tmp_path))
-    assert sqlite.returncode == 0 and "SQLiteStore: applied migration(s) 1, 2" in sqlite.stderr
+    assert sqlite.returncode == 0 and "SQLiteStore: applied migration(s) 1, 2, 3" in sqlite.stderr

@@ -23,7 +23,7 @@ import websockets
 from facilitair.config import Settings
 from facilitair.server.background import free_port
 from fakes.openai_server import FakeOpenAI, Reply
-from services import Services
+from services import Services, in_thread
 from support import (
     Received,
     collect,
@@ -86,6 +86,30 @@ class ApiProcess:
         self._log_file.close()
 
 
+class WorkerProcess(ApiProcess):
+    """`facilitair worker` in a process of its own."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [str(CLI), "worker", "--log-level", "warning"],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()[-2000:]}")
+            if "taking tasks" in self.log.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"worker did not start: {self.log.read_text()[-2000:]}")
+
+
 Cluster = Callable[..., list[ApiProcess]]
 
 
@@ -101,7 +125,7 @@ def cluster(scaleout: Settings, fake: FakeOpenAI, tmp_path: Path) -> Iterator[Cl
     """Start N API processes sharing the test's database and Redis prefix."""
     started: list[ApiProcess] = []
 
-    def start(count: int = 2, **variables: str) -> list[ApiProcess]:
+    def start(count: int = 2, kind: type[ApiProcess] = ApiProcess, **variables: str) -> list[Any]:
         env = {
             **os.environ,
             **service_env(scaleout),
@@ -110,9 +134,7 @@ def cluster(scaleout: Settings, fake: FakeOpenAI, tmp_path: Path) -> Iterator[Cl
             "FAC_LLM_RETRY_BASE_S": "0.01",
             **variables,
         }
-        processes = [
-            ApiProcess(env, tmp_path / f"serve{len(started) + n}.log") for n in range(count)
-        ]
+        processes = [kind(env, tmp_path / f"process{len(started) + n}.log") for n in range(count)]
         started.extend(processes)
         return [p.wait_ready() for p in processes]
 
@@ -136,7 +158,7 @@ async def clients() -> AsyncIterator[Callable[[ApiProcess], httpx.AsyncClient]]:
 
 
 def seqs(events: list[Received]) -> list[int]:
-    return [e.seq for e in events]
+    return [e.seq for e in events if e.event != "heartbeat"]
 
 
 async def test_a_task_started_through_one_process_streams_live_through_another(
@@ -157,7 +179,8 @@ async def test_a_task_started_through_one_process_streams_live_through_another(
 async def test_a_client_whose_process_is_killed_resumes_elsewhere_exactly_once(
     cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
 ) -> None:
-    one, two = cluster()
+    (one,) = cluster(1)
+    (two,) = cluster(1, FAC_RUN_TASKS="false")  # so the task runs on `one`
     key = new_key(scaleout, "alice")
     script_happy_path(fake, chunks=2)
     fake.set_default("coder", Reply(text="line of code\n" * 40, delay_s=0.02))
@@ -179,7 +202,8 @@ async def test_a_client_whose_process_is_killed_resumes_elsewhere_exactly_once(
 async def test_cancel_through_one_process_stops_the_task_running_in_another(
     cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
 ) -> None:
-    one, two = cluster()
+    (one,) = cluster(1)
+    (two,) = cluster(1, FAC_RUN_TASKS="false")  # so the task runs on `one`
     key = new_key(scaleout, "alice")
     script_happy_path(fake, chunks=1)
     fake.set_default("coder", Reply(text="partial line\n" * 200, delay_s=0.05))
@@ -286,7 +310,8 @@ async def test_a_finished_stream_replays_identically_after_redis_loses_everythin
 async def test_a_process_killed_mid_task_ends_its_stream_within_the_lease(
     cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
 ) -> None:
-    one, two = cluster(FAC_LEASE_S="2")
+    (one,) = cluster(1, FAC_LEASE_S="2")
+    (two,) = cluster(1, FAC_LEASE_S="2", FAC_RUN_TASKS="false")  # so the task runs on `one`
     key = new_key(scaleout, "alice")
     script_happy_path(fake, chunks=1)
     fake.set_default("coder", Reply(text="x = 1\n" * 500, delay_s=0.05))
@@ -427,3 +452,156 @@ async def test_behind_nginx_the_websocket_starts_and_follows_a_task(
     assert received[0]["event"] == "task_created"
     assert [m["id"] for m in received[1:]] == list(range(1, len(received)))
     assert received[-1]["event"] == "task_completed"
+
+
+# --- API processes that only accept, and worker processes that run -------------------------
+
+
+def owners(services: Services, settings: Settings) -> dict[str, str]:
+    """task_id → the process that holds (or held) it, `host:pid:…`."""
+
+    async def query() -> dict[str, str]:
+        import asyncpg
+
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT task_id, owner FROM tasks")
+        finally:
+            await conn.close()
+        return {row["task_id"]: row["owner"] for row in rows}
+
+    return in_thread(query)
+
+
+def pid_of(owner: str) -> int:
+    return int(owner.split(":")[1])
+
+
+async def test_workers_run_what_api_processes_accept(
+    cluster: Cluster, scaleout: Settings, services: Services, fake: FakeOpenAI, clients: Any
+) -> None:
+    api = cluster(2, FAC_RUN_TASKS="false")
+    workers = cluster(2, WorkerProcess)
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1, coder_delay_s=0.2)
+    created = [
+        await start_task(clients(api[n % 2]), key, {"task": f"t{n}", "cache": "off"})
+        for n in range(6)
+    ]
+    for n, task in enumerate(created):
+        events = await collect(clients(api[(n + 1) % 2]), task["stream_id"], key)
+        assert names(events)[-1] == "task_completed"
+    held = owners(services, scaleout)
+    assert {pid_of(held[t["task_id"]]) for t in created} <= {w.process.pid for w in workers}
+    assert len({pid_of(held[t["task_id"]]) for t in created}) == 2  # both workers took some
+
+
+async def test_a_worker_killed_mid_task_interrupts_only_its_own_tasks(
+    cluster: Cluster, scaleout: Settings, services: Services, fake: FakeOpenAI, clients: Any
+) -> None:
+    (api,) = cluster(1, FAC_RUN_TASKS="false", FAC_LEASE_S="2")
+    workers = cluster(2, WorkerProcess, FAC_LEASE_S="2")
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    fake.set_default("coder", Reply(text="v = 3\n" * 150, delay_s=0.03))
+    created = [
+        await start_task(clients(api), key, {"task": f"t{n}", "cache": "off"}) for n in range(4)
+    ]
+    # Wait until every task is running on some worker.
+    for task in created:
+        async for event in iter_events(clients(api), task["stream_id"], key=key):
+            if event.event == "token_stream":
+                break
+    held = owners(services, scaleout)
+    victim = workers[0]
+    mine = [t for t in created if pid_of(held[t["task_id"]]) == victim.process.pid]
+    others = [t for t in created if t not in mine]
+    assert mine and others, "both workers should hold tasks"
+    killed_at = time.monotonic()
+    victim.kill()
+    for task in mine:
+        events = await asyncio.wait_for(collect(clients(api), task["stream_id"], key), 15)
+        assert events[-1].event == "task_error" and events[-1].data["code"] == "interrupted"
+        assert seqs(events) == list(range(1, len(seqs(events)) + 1))
+    assert time.monotonic() - killed_at < 2 + 2  # the lease, plus one renewal period
+    for task in others:
+        events = await collect(clients(api), task["stream_id"], key)
+        assert events[-1].event == "task_completed"
+
+
+async def test_cancel_reaches_the_worker_running_the_task(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    (api,) = cluster(1, FAC_RUN_TASKS="false")
+    cluster(1, WorkerProcess)
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    fake.set_default("coder", Reply(text="partial line\n" * 200, delay_s=0.05))
+    stream_id = (await start_task(clients(api), key))["stream_id"]
+    seen: list[Received] = []
+    async for event in iter_events(clients(api), stream_id, key=key):
+        seen.append(event)
+        if sum(e.event == "token_stream" and e.data["role"] == "coder" for e in seen) >= 3:
+            break
+    cancelled_at = time.monotonic()
+    response = await clients(api).post(
+        f"/api/stream/{stream_id}/cancel", headers={"X-API-Key": key}
+    )
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    coder = fake.requests_for("coder")[0]
+    assert await fake.wait_for_async(lambda: coder.disconnected_at is not None, 2)
+    assert coder.disconnected_at is not None and coder.disconnected_at - cancelled_at < 1.0
+    detail = await clients(api).get(
+        f"/api/v1/tasks/{seen[0].data['task_id']}", headers={"X-API-Key": key}
+    )
+    assert "partial line" in detail.json()["partial"]["c1"]
+
+
+async def test_queued_tasks_wait_for_a_worker_and_can_be_cancelled_meanwhile(
+    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+) -> None:
+    (api,) = cluster(1, FAC_RUN_TASKS="false")
+    key = new_key(scaleout, "alice")
+    script_happy_path(fake, chunks=1)
+    waiting = (await start_task(clients(api), key, {"task": "a", "cache": "off"}))["stream_id"]
+    dropped = (await start_task(clients(api), key, {"task": "b", "cache": "off"}))["stream_id"]
+    headers = {"X-API-Key": key}
+    status = await clients(api).get(f"/api/stream/status/{waiting}", headers=headers)
+    assert status.json()["status"] == "queued"
+    cancel = await clients(api).post(f"/api/stream/{dropped}/cancel", headers=headers)
+    assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
+    assert names(await collect(clients(api), dropped, key)) == ["task_cancelled"]
+    cluster(1, WorkerProcess)  # the queue is durable: a worker that starts later runs it
+    events = await collect(clients(api), waiting, key)
+    assert names(events)[0] == "task_started" and names(events)[-1] == "task_completed"
+    assert len(fake.requests_for("architect")) == 1  # the cancelled task never ran
+
+
+async def test_two_embedded_processes_on_one_data_dir_leave_each_other_alone(
+    fake: FakeOpenAI, tmp_path: Path, clients: Any
+) -> None:
+    settings = make_settings(tmp_path / "data", fake)
+    env = {
+        **os.environ,
+        **service_env(settings),
+        "FAC_LLM_BASE_URL": fake.base_url,
+        "FAC_LLM_API_KEY": "k",
+    }
+    first = ApiProcess(env, tmp_path / "first.log").wait_ready()
+    try:
+        key = new_key(settings, "alice")
+        script_happy_path(fake, chunks=1)
+        fake.set_default("coder", Reply(text="w = 4\n" * 60, delay_s=0.02))
+        stream_id = (await start_task(clients(first), key))["stream_id"]
+        second = ApiProcess(env, tmp_path / "second.log").wait_ready()  # starts mid-task
+        try:
+            events = await collect(clients(first), stream_id, key)
+            assert names(events)[-1] == "task_completed"
+            other = (await start_task(clients(second), key, {"task": "x", "cache": "off"}))[
+                "stream_id"
+            ]
+            assert names(await collect(clients(second), other, key))[-1] == "task_completed"
+        finally:
+            second.stop()
+    finally:
+        first.stop()

@@ -80,7 +80,7 @@ def entry(
 async def test_migrating_twice_applies_nothing_the_second_time(store: Store) -> None:
     assert await store.migrate() == []
     dialect = "sqlite" if isinstance(store, SQLiteStore) else "postgres"
-    assert [m.version for m in migrations(dialect)] == [1, 2]
+    assert [m.version for m in migrations(dialect)] == [1, 2, 3]
 
 
 async def test_the_secret_is_made_once(store: Store) -> None:
@@ -113,6 +113,22 @@ async def test_tasks_are_saved_listed_newest_first_and_counted_per_tenant(store:
     assert (await store.task("task_2")) == done
     assert (await store.task_by_stream("str_2")) == done
     assert await store.task("task_404") is None
+
+
+async def test_queued_tasks_are_taken_oldest_first_each_by_one_taker(store: Store) -> None:
+    for n in (3, 1, 2, 4):
+        await store.add_task(record(n, status="queued"))
+    await store.add_task(record(5, status="queued"), "someone", LATER)  # held: not waiting
+    takes = await asyncio.gather(*(store.take_task(f"w{n}", LATER) for n in range(3)))
+    assert sorted(r.task_id for r in takes if r) == ["task_1", "task_2", "task_3"]
+    assert await store.take_task("w9", LATER, stream_id="str_3") is None  # taken already
+    last = await store.take_task("w9", LATER, stream_id="str_4")
+    assert last is not None and last.task_id == "task_4"
+    assert await store.take_task("w9", LATER) is None
+    # Taken tasks are held: their lease runs out like any other.
+    assert {
+        r.task_id for r in await store.claim_expired_tasks("x", "2028-01-01T00:00:00.000Z", LATER)
+    } == {"task_1", "task_2", "task_3", "task_4", "task_5"}
 
 
 async def test_expired_leases_are_claimed_once_and_renewed_ones_are_not(store: Store) -> None:
@@ -246,5 +262,6 @@ async def test_a_database_from_before_migrations_is_adopted_and_its_running_task
         claimed = await store.claim_expired_tasks("me", NOW, LATER)
         assert [r.task_id for r in claimed] == ["task_1"]
         assert await store.migrate() == []
+        assert await store.take_task("me", LATER) is None  # not mistaken for a queued task
     finally:
         await store.close()

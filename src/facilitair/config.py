@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     config: Path | None = None
 
     lease_s: float = Field(default=30.0, ge=1)  # a dead process's tasks end within this time
+    run_tasks: bool = True  # false: this API process only accepts, streams and cancels
+    task_concurrency: int = Field(default=100, ge=1)  # tasks one process runs at once
     secret_key: SecretStr | None = None
     no_auth: bool = False
     rate_limit_per_minute: int = Field(default=60, ge=1)

@@ -1,9 +1,11 @@
-"""Runs tasks as asyncio tasks in this process: start, cancel, and the end of every stream.
+"""Queues tasks, and runs queued ones as asyncio tasks in this process: start, cancel, and the
+end of every stream.
 
-Each task is held through a lease this process renews while it runs. Every process also looks
-for tasks whose lease ran out — their process died — and ends them as `interrupted`, so no
-client waits forever on a stream nobody writes, and starting a process never touches tasks that
-a live one holds.
+`submit` puts a task in the queue (`bus.queue`); a process that runs tasks (the embedded
+server, or a `facilitair worker`) takes queued tasks in one loop, up to its concurrency. Each
+task it runs is held through a lease it renews. Every process also looks for tasks whose lease
+ran out — their process died — and ends them as `interrupted`, so no client waits forever on a
+stream nobody writes, and starting a process never touches tasks that a live one holds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from facilitair.agents.sequential import SequentialWorkflow
 from facilitair.agents.turns import BudgetExceeded, Emit, RunTotals, TurnFailed, TurnRunner
 from facilitair.bus.base import EventLog
+from facilitair.bus.queue import TaskQueue
 from facilitair.cache.entry import CacheEntry
 from facilitair.cache.semantic import Lookup, SemanticCache
 from facilitair.config import AgentConfig
@@ -70,10 +73,18 @@ class TaskRunner:
         metrics: Metrics,
         cache: SemanticCache | None = None,
         *,
+        queue: TaskQueue,
         lease_s: float = 30.0,
+        runs_tasks: bool = True,
+        concurrency: int = 100,
     ) -> None:
         self.cache = cache
+        self.queue = queue
         self.lease_s = lease_s
+        self.runs_tasks = runs_tasks
+        self.concurrency = concurrency
+        self._taker: asyncio.Task[None] | None = None
+        self._slot_freed = asyncio.Event()
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leases: asyncio.Task[None] | None = None
         self.store = store
@@ -90,6 +101,8 @@ class TaskRunner:
         many tasks were ended."""
         ended = await self.end_orphans()
         self._leases = asyncio.create_task(self._keep_leases(), name="task-leases")
+        if self.runs_tasks:
+            self._taker = asyncio.create_task(self._take_forever(), name="task-taker")
         return ended
 
     async def end_orphans(self) -> int:
@@ -112,12 +125,57 @@ class TaskRunner:
                 log.exception("could not renew task leases")
 
     async def submit(self, record: TaskRecord) -> None:
-        await self.store.add_task(record, self.instance_id, _in(self.lease_s))
-        await self.events.open(record.stream_id)
+        """Queue a new task; its stream is readable at once."""
+        await self.events.create(record.stream_id)
+        await self.queue.put(record, self.instance_id, _in(self.lease_s))
         self.metrics.tasks_started.inc()
+
+    async def _take_forever(self) -> None:
+        while True:
+            if len(self._running) >= self.concurrency:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                record = await self.queue.take(self.instance_id, _in(self.lease_s))
+            except Exception:
+                log.exception("could not take a queued task")
+                await asyncio.sleep(1.0)
+                continue
+            if record is None:
+                # Woken when something is queued; a wake-up lost with a Redis reconnect
+                # delays a task by a second at most.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self.queue.wait()
+                continue
+            try:
+                await self.events.open(record.stream_id)
+            except Exception:
+                # Its lease will run out and any process will end it as interrupted.
+                log.exception("could not open the stream of task %s", record.task_id)
+                continue
+            self._start(record)
+
+    def _start(self, record: TaskRecord) -> None:
         task = asyncio.create_task(self._run(record), name=f"task-{record.task_id}")
         self._running[record.stream_id] = task
-        task.add_done_callback(lambda _: self._running.pop(record.stream_id, None))
+
+        def done(_: object) -> None:
+            self._running.pop(record.stream_id, None)
+            self._slot_freed.set()
+
+        task.add_done_callback(done)
+
+    async def cancel_queued(self, stream_id: str, reason: str) -> bool:
+        """Cancel a task that no process has taken yet; False if it has been taken."""
+        record = await self.queue.take(self.instance_id, _in(self.lease_s), stream_id)
+        if record is None:
+            return False
+        await self.events.open(stream_id)
+        await self._finish(record, None, status="cancelled")
+        await self.events.append(stream_id, TaskCancelled(reason=reason))
+        return True
 
     def is_running(self, stream_id: str) -> bool:
         return stream_id in self._running
@@ -132,10 +190,11 @@ class TaskRunner:
         return True
 
     async def stop(self) -> None:
-        if self._leases is not None:
-            self._leases.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._leases
+        for background in (self._leases, self._taker):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         self._stopping = True
         tasks = list(self._running.values())
         for task in tasks:

@@ -1,6 +1,7 @@
 """What processes share besides the store: event fan-out and replay (`EventLog`), control
-signals (`Control`) and rate limits (`RateLimiter`). In this process by default; in Redis when
-FAC_REDIS_URL is set, so that any API process serves any stream."""
+signals (`Control`), rate limits (`RateLimiter`) and the task queue (`TaskQueue`). In this
+process by default; in Redis (and the database, for the queue) when FAC_REDIS_URL is set, so
+that any API process serves any stream and any worker runs any task."""
 
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ from facilitair.bus.base import EventLog
 from facilitair.bus.control import Control, LocalControl, RedisControl
 from facilitair.bus.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from facilitair.bus.memory import MemoryEventLog
+from facilitair.bus.queue import LocalQueue, StoreQueue, TaskQueue
 from facilitair.bus.redis import RedisEventLog
 from facilitair.config import Settings
-from facilitair.store.base import EventStore
+from facilitair.store.base import Store
 
-__all__ = ["Bus", "BusUnavailable", "Control", "EventLog", "RateLimiter", "build_bus"]
+__all__ = [
+    "Bus",
+    "BusUnavailable",
+    "Control",
+    "EventLog",
+    "RateLimiter",
+    "TaskQueue",
+    "build_bus",
+]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -31,6 +41,7 @@ class Bus:
     events: EventLog
     control: Control
     limiter: RateLimiter
+    queue: TaskQueue
     redis: Redis | None = None
 
     @property
@@ -48,12 +59,15 @@ class Bus:
             await self.redis.aclose()
 
 
-async def build_bus(settings: Settings, store: EventStore) -> Bus:
+async def build_bus(settings: Settings, store: Store) -> Bus:
     """The bus for these settings, connected (the event log is started; control is not)."""
     url = settings.redis_url
     if not url:
         bus = Bus(
-            MemoryEventLog(store), LocalControl(), MemoryRateLimiter(settings.rate_limit_per_minute)
+            MemoryEventLog(store),
+            LocalControl(),
+            MemoryRateLimiter(settings.rate_limit_per_minute),
+            LocalQueue(store),
         )
         await bus.events.start()
         return bus
@@ -74,6 +88,7 @@ async def build_bus(settings: Settings, store: EventStore) -> Bus:
         where = url.split("@")[-1]  # without credentials
         raise BusUnavailable(f"cannot reach Redis at {where}: {exc}") from None
     prefix = settings.redis_prefix
+    control = RedisControl(redis, prefix)
     bus = Bus(
         RedisEventLog(
             redis,
@@ -83,8 +98,9 @@ async def build_bus(settings: Settings, store: EventStore) -> Bus:
             # Never longer than the stream replays at all.
             finished_ttl_s=min(settings.redis_finished_ttl_s, settings.stream_ttl_s),
         ),
-        RedisControl(redis, prefix),
+        control,
         RedisRateLimiter(redis, settings.rate_limit_per_minute, prefix=prefix),
+        StoreQueue(store, control),
         redis,
     )
     await bus.events.start()

@@ -15,8 +15,14 @@ class EventLog(Protocol):
         """Persist everything still pending."""
         ...
 
+    async def create(self, stream_id: str) -> None:
+        """Make a new stream known, so that readers wait for its events, whichever process
+        will write them."""
+        ...
+
     async def open(self, stream_id: str) -> None:
-        """Make a stream writable; its next event follows the last one already stored."""
+        """Make a stream writable by this process; its next event follows the last one
+        already stored."""
         ...
 
     async def append(self, stream_id: str, payload: Payload) -> StoredEvent:

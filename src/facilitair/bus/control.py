@@ -1,5 +1,6 @@
-"""Control signals between processes: today, "cancel this stream", delivered to whichever
-process runs the task. In-process for the embedded server; Redis pub/sub for scale-out."""
+"""Control signals between processes: "cancel this stream", delivered to whichever process
+runs the task, and "a task was queued", which wakes the processes that run tasks. In-process
+for the embedded server; Redis pub/sub for scale-out."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from redis.asyncio import Redis
 log = logging.getLogger(__name__)
 
 OnCancel = Callable[[str, str], Awaitable[object]]  # (stream_id, reason)
+OnQueued = Callable[[], object]
 
 
 class Control(Protocol):
-    async def start(self, on_cancel: OnCancel) -> None:
-        """Begin delivering cancel requests to `on_cancel`; every process gets every request
-        and acts on the streams it runs."""
+    async def start(self, on_cancel: OnCancel, on_queued: OnQueued) -> None:
+        """Begin delivering requests; every process gets every one, and acts on the streams
+        it runs."""
         ...
 
     async def stop(self) -> None: ...
@@ -29,20 +31,29 @@ class Control(Protocol):
         """Ask the process running the stream's task to cancel it."""
         ...
 
+    async def announce_queued(self) -> None:
+        """Tell the processes that run tasks that one is waiting."""
+        ...
+
 
 class LocalControl:
     def __init__(self) -> None:
         self._on_cancel: OnCancel | None = None
+        self._on_queued: OnQueued | None = None
 
-    async def start(self, on_cancel: OnCancel) -> None:
-        self._on_cancel = on_cancel
+    async def start(self, on_cancel: OnCancel, on_queued: OnQueued) -> None:
+        self._on_cancel, self._on_queued = on_cancel, on_queued
 
     async def stop(self) -> None:
-        self._on_cancel = None
+        self._on_cancel = self._on_queued = None
 
     async def cancel(self, stream_id: str, reason: str) -> None:
         if self._on_cancel is not None:
             await self._on_cancel(stream_id, reason)
+
+    async def announce_queued(self) -> None:
+        if self._on_queued is not None:
+            self._on_queued()
 
 
 class RedisControl:
@@ -52,8 +63,10 @@ class RedisControl:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
-    async def start(self, on_cancel: OnCancel) -> None:
-        self._listener = asyncio.create_task(self._listen(on_cancel), name="control-listener")
+    async def start(self, on_cancel: OnCancel, on_queued: OnQueued) -> None:
+        self._listener = asyncio.create_task(
+            self._listen(on_cancel, on_queued), name="control-listener"
+        )
         # Requests published after start() returns must reach this process.
         subscribed = asyncio.create_task(self._subscribed.wait())
         await asyncio.wait(
@@ -73,7 +86,10 @@ class RedisControl:
             self.channel, json.dumps({"action": "cancel", "stream_id": stream_id, "reason": reason})
         )
 
-    async def _listen(self, on_cancel: OnCancel) -> None:
+    async def announce_queued(self) -> None:
+        await self.redis.publish(self.channel, '{"action": "queued"}')
+
+    async def _listen(self, on_cancel: OnCancel, on_queued: OnQueued) -> None:
         while True:  # resubscribe after Redis restarts
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -83,6 +99,8 @@ class RedisControl:
                         request = json.loads(message["data"])
                         if request.get("action") == "cancel":
                             await on_cancel(str(request["stream_id"]), str(request["reason"]))
+                        elif request.get("action") == "queued":
+                            on_queued()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -79,6 +79,9 @@ class MemoryEventLog:
             self._flusher = None
         await self.flush()
 
+    async def create(self, stream_id: str) -> None:
+        await self.open(stream_id)  # only this process can write it
+
     async def open(self, stream_id: str) -> None:
         if stream_id in self._live:
             return

@@ -218,6 +218,17 @@ class RedisEventLog:
             self._flusher = None
         await self.flush()
 
+    async def create(self, stream_id: str) -> None:
+        # An empty Redis stream marks the stream as known, so readers wait for its first event
+        # instead of taking it for an unknown stream. (A consumer group is the only way to
+        # create an empty stream; it is removed at once.)
+        key = self._key(stream_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xgroup_create(key, "open", id="0", mkstream=True)
+            pipe.xgroup_destroy(key, "open")
+            with contextlib.suppress(ResponseError):  # already there: fine
+                await pipe.execute()
+
     async def open(self, stream_id: str) -> None:
         if stream_id in self._writing:
             return
@@ -234,14 +245,7 @@ class RedisEventLog:
         if last and await self._tail_is_terminal(stream_id, last):
             raise RuntimeError(f"stream {stream_id} has ended; it cannot be written again")
         if not tail:
-            # An empty Redis stream marks the stream as open, so readers wait for its first
-            # event instead of taking it for an unknown stream. (A consumer group is the only
-            # way to create an empty stream; it is removed at once.)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xgroup_create(key, "open", id="0", mkstream=True)
-                pipe.xgroup_destroy(key, "open")
-                with contextlib.suppress(ResponseError):  # already there: fine
-                    await pipe.execute()
+            await self.create(stream_id)
         self._writing[stream_id] = _Writing(last)
 
     async def append(self, stream_id: str, payload: Payload) -> StoredEvent:

@@ -211,27 +211,98 @@ def serve(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Development only: accept requests without a key")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="API processes sharing the port (scale-out: needs FAC_REDIS_URL)"),
+    ] = 1,
+    api_only: Annotated[
+        bool,
+        typer.Option(
+            "--api-only",
+            help="Only accept, stream and cancel; `facilitair worker` processes run the tasks",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Start the API server."""
+    import os
+
     import uvicorn
 
     from facilitair.server.app import create_app
 
-    settings = Settings(no_auth=True) if no_auth else Settings()
+    # Settings come from the environment, in this process and in each of uvicorn's workers.
+    if no_auth:
+        os.environ["FAC_NO_AUTH"] = "true"
+    if api_only:
+        os.environ["FAC_RUN_TASKS"] = "false"
+    settings = Settings()
     if settings.no_auth:
         err.print(
             "[bold yellow]WARNING: authentication is OFF (--no-auth): anyone who can reach "
             f"{host}:{port} can run tasks and read every stream.[/]"
         )
+    if (workers > 1 or api_only) and not settings.redis_url:
+        err.print(
+            "[red]--workers and --api-only need the scale-out backends: set FAC_REDIS_URL and "
+            "FAC_DATABASE_URL (bash scripts/services.sh start prints local ones).[/]"
+        )
+        raise typer.Exit(Exit.USAGE)
     # Check the configured services first, so a wrong URL is one clear line, not a traceback
     # from inside the server's startup.
     _call(_check_services(settings))
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        if workers > 1:
+            uvicorn.run(
+                "facilitair.server.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=log_level,
+            )
+        else:
+            uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
     except NoProviderConfigured as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(Exit.USAGE) from None
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks this process runs at once")] = 100,
+    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+) -> None:
+    """Run queued tasks (scale-out: next to `facilitair serve --api-only` processes, on the
+    same FAC_DATABASE_URL and FAC_REDIS_URL)."""
+    import logging
+
+    settings = Settings(task_concurrency=concurrency, run_tasks=True)
+    if not settings.redis_url:
+        err.print(
+            "[red]A worker takes tasks from the shared queue: set FAC_REDIS_URL and "
+            "FAC_DATABASE_URL (bash scripts/services.sh start prints local ones).[/]"
+        )
+        raise typer.Exit(Exit.USAGE)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    _call(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    import signal
+
+    from facilitair.server.container import Container
+
+    container = await Container.start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop.set)
+    err.print(f"worker {container.runner.instance_id}: taking tasks")
+    try:
+        await stop.wait()
+    finally:
+        await container.stop()  # running tasks end as interrupted, queued ones stay queued
 
 
 async def _check_services(settings: Settings) -> None:

@@ -57,12 +57,21 @@ class Container:
         metrics = metrics or Metrics()
         cache = await _build_cache(settings, agents, store, providers)
         runner = TaskRunner(
-            store, bus.events, providers, agents, metrics, cache, lease_s=settings.lease_s
+            store,
+            bus.events,
+            providers,
+            agents,
+            metrics,
+            cache,
+            queue=bus.queue,
+            lease_s=settings.lease_s,
+            runs_tasks=settings.run_tasks,
+            concurrency=settings.task_concurrency,
         )
+        await bus.control.start(runner.cancel, bus.queue.wake)
         interrupted = await runner.start()
         if interrupted:
             log.warning("%d task(s) had lost their process and were ended", interrupted)
-        await bus.control.start(runner.cancel)
         # The ticket secret lives in the database, so a ticket from one process opens the
         # stream on any other.
         signing_key = (

@@ -83,10 +83,15 @@ async def cancel_task(container: Container, record: TaskRecord) -> TaskRecord:
         raise ApiError(409, f"stream {record.stream_id} has already ended ({record.status})")
     events = container.events
     stream_id = record.stream_id
+    reason = "cancelled by the user"
+    if record.status == "queued" and await container.runner.cancel_queued(stream_id, reason):
+        cancelled = await container.store.task_by_stream(stream_id)
+        assert cancelled is not None
+        return cancelled
     after = await events.last_seq(stream_id)
     ended = asyncio.create_task(_terminal_after(container, stream_id, after))
     try:
-        await container.bus.control.cancel(stream_id, "cancelled by the user")
+        await container.bus.control.cancel(stream_id, reason)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(ended), CANCEL_WAIT_S)
     finally:

@@ -61,8 +61,18 @@ class KeyStore(Protocol):
 
 
 class TaskStore(Protocol):
-    async def add_task(self, record: TaskRecord, owner: str, lease_until: str) -> None:
-        """Store a new task, held by `owner` until `lease_until` unless renewed."""
+    async def add_task(
+        self, record: TaskRecord, owner: str | None = None, lease_until: str | None = None
+    ) -> None:
+        """Store a new task: held by `owner` until `lease_until` unless renewed, or, without
+        an owner, waiting in the queue for a process to take it."""
+        ...
+
+    async def take_task(
+        self, owner: str, lease_until: str, stream_id: str | None = None
+    ) -> TaskRecord | None:
+        """Take the oldest waiting task (or that stream's, if it still waits) for `owner`.
+        Atomic: of several processes taking at once, each task goes to one."""
         ...
 
     async def task(self, task_id: str) -> TaskRecord | None: ...

@@ -219,7 +219,9 @@ class PostgresStore:
         )
         return _count(status)
 
-    async def add_task(self, record: TaskRecord, owner: str, lease_until: str) -> None:
+    async def add_task(
+        self, record: TaskRecord, owner: str | None = None, lease_until: str | None = None
+    ) -> None:
         await self.pool.execute(
             "INSERT INTO tasks (task_id, stream_id, tenant_id, status, created_at, finished_at,"
             " record, owner, lease_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -270,6 +272,21 @@ class PostgresStore:
                 )
             )
         return [TaskRecord.model_validate_json(row["record"]) for row in rows], total
+
+    async def take_task(
+        self, owner: str, lease_until: str, stream_id: str | None = None
+    ) -> TaskRecord | None:
+        # SKIP LOCKED: concurrent takers each get a different task, nobody waits on a row.
+        only = " AND stream_id = $3" if stream_id else ""
+        value = await self.pool.fetchval(
+            "UPDATE tasks SET owner = $1, lease_expires_at = $2 WHERE task_id = (SELECT task_id"
+            f" FROM tasks WHERE status = 'queued' AND owner IS NULL{only}"
+            " ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING record",
+            owner,
+            lease_until,
+            *([stream_id] if stream_id else []),
+        )
+        return TaskRecord.model_validate_json(value) if value else None
 
     async def renew_leases(self, owner: str, until: str) -> int:
         status = await self.pool.execute(

@@ -168,7 +168,9 @@ class SQLiteStore:
         await self.db.commit()
         return cur.rowcount
 
-    async def add_task(self, record: TaskRecord, owner: str, lease_until: str) -> None:
+    async def add_task(
+        self, record: TaskRecord, owner: str | None = None, lease_until: str | None = None
+    ) -> None:
         await self.db.execute(
             "INSERT INTO tasks (task_id, stream_id, tenant_id, status, created_at, finished_at,"
             " record, owner, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -219,6 +221,20 @@ class SQLiteStore:
             total_row = await cur.fetchone()
         total = int(total_row[0]) if total_row else 0
         return [TaskRecord.model_validate_json(row[0]) for row in rows], total
+
+    async def take_task(
+        self, owner: str, lease_until: str, stream_id: str | None = None
+    ) -> TaskRecord | None:
+        only = " AND stream_id = ?" if stream_id else ""
+        async with self.db.execute(
+            "UPDATE tasks SET owner = ?, lease_expires_at = ? WHERE task_id = (SELECT task_id"
+            f" FROM tasks WHERE status = 'queued' AND owner IS NULL{only}"
+            " ORDER BY created_at LIMIT 1) AND owner IS NULL RETURNING record",
+            (owner, lease_until, *([stream_id] if stream_id else [])),
+        ) as cur:
+            row = await cur.fetchone()
+        await self.db.commit()
+        return TaskRecord.model_validate_json(row[0]) if row else None
 
     async def renew_leases(self, owner: str, until: str) -> int:
         cur = await self.db.execute(
