@@ -73,6 +73,7 @@ from httpx_sse import aconnect_sse
 SCRIPT = Path(__file__).resolve()
 TARGET_STREAMS = 100
 TARGET_P99_ADDED_MS = 5.0
+TARGET_BURST_P99_MS = 100.0
 CPU_SAMPLE_S = 0.1
 GATE_TIMEOUT_S = 30.0  # the fake starts a held reply by itself after this long
 GOLDEN = (math.sqrt(5) - 1) / 2
@@ -80,6 +81,7 @@ STAMP = re.compile(r"<(\d+)>")
 PARAMS = re.compile(r"bench-tokens=(\d+) bench-rate=([0-9.]+) bench-run=(\w+)")
 ROLE = re.compile(r"\b(architect|coder|reviewer|documenter)\b", re.IGNORECASE)
 TERMINAL = {"task_completed", "task_error", "task_cancelled"}
+BURST = "burst"  # run ids of bursts start with it
 
 ARCHITECT_REPLY = (
     "Design: one module.\n\n"
@@ -194,9 +196,10 @@ class FakeProvider:
 
         params = PARAMS.search(user)
         if role == "coder" and params is not None:
-            count, rate = int(params.group(1)), float(params.group(2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.gate(params.group(3)).wait(), GATE_TIMEOUT_S)
+            count, rate, run = int(params.group(1)), float(params.group(2)), params.group(3)
+            if not run.startswith(BURST):  # a burst starts streaming at once
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.gate(run).wait(), GATE_TIMEOUT_S)
             start = time.monotonic() + phase / rate
             for i in range(count):
                 wait = start + i / rate - time.monotonic()
@@ -333,6 +336,8 @@ class Run:
     ready_s: float = math.nan  # level start → all N streams open and waiting for tokens
     gate_timed_out: bool = False
     go_ns: int = 0  # when the fake was told to release the tokens
+    first_token_ns: list[int] = field(default_factory=list)  # request sent → its first token
+    terminals: Counter[int] = field(default_factory=Counter)  # terminal events per stream → count
     cpu_samples: list[tuple[int, float]] = field(default_factory=list)  # (ns, server CPU s)
 
     def server_cpu(self, since_ns: int, until_ns: int) -> tuple[float, float]:
@@ -414,14 +419,20 @@ async def direct_stream(
         since = time.monotonic_ns()
         run.open_ns.append(since - sent)
         job.ready()
+        first = True
         async for sse in source.aiter_sse():
             now = time.monotonic_ns()
             run.events += 1
             if sse.data == "[DONE]":
                 run.endings["done"] += 1
+                run.terminals[1] += 1
                 return
             for choice in json.loads(sse.data).get("choices", []):
-                run.record(choice.get("delta", {}).get("content") or "", now, since)
+                text = choice.get("delta", {}).get("content") or ""
+                if first and STAMP.search(text):
+                    run.first_token_ns.append(now - sent)
+                    first = False
+                run.record(text, now, since)
     run.endings["closed early"] += 1
 
 
@@ -439,7 +450,10 @@ async def facilitair_stream(
     post_url, read_url = servers[index % len(servers)], servers[(index + 1) % len(servers)]
     task = {"task": f"Benchmark stream {index}. {_params(tokens, rate, job.run_id)}"}
     posted = time.monotonic_ns()
-    created = await client.post(f"{post_url}/api/stream/task", json={**task, "cache": "off"})
+    params = {"verbosity": "full"} if job.run_id.startswith(BURST) else None
+    created = await client.post(
+        f"{post_url}/api/stream/task", json={**task, "cache": "off"}, params=params
+    )
     created.raise_for_status()
     sent = time.monotonic_ns()
     run.post_ns.append(sent - posted)
@@ -448,22 +462,30 @@ async def facilitair_stream(
         source.response.raise_for_status()
         since = time.monotonic_ns()
         run.open_ns.append(since - sent)
+        terminals, timed_first = 0, False
         async for sse in source.aiter_sse():
             now = time.monotonic_ns()
             run.events += 1
             if sse.event == "token_stream":
                 data = json.loads(sse.data)
                 if data.get("role") == "coder":
-                    run.record(str(data.get("tokens", "")), now, since)
+                    text = str(data.get("tokens", ""))
+                    if not timed_first and STAMP.search(text):
+                        timed_first = True
+                        run.first_token_ns.append(now - posted)
+                    run.record(text, now, since)
             elif sse.event == "chunk_started" and json.loads(sse.data).get("role") == "coder":
                 job.ready()
             elif sse.event in TERMINAL:
+                # Keep reading until the server closes the stream: exactly one terminal event.
+                terminals += 1
                 run.endings[sse.event] += 1
                 if sse.event == "task_error":
                     error = json.loads(sse.data)
                     run.failures[f"{error.get('code')}: {error.get('error', '')[:120]}"] += 1
-                return
-    run.endings["closed early"] += 1
+        run.terminals[terminals] += 1
+        if not terminals:
+            run.endings["closed early"] += 1
 
 
 Stream = Callable[[httpx.AsyncClient, int, Job], Awaitable[None]]
@@ -475,10 +497,13 @@ async def drive(
     fake_url: str,
     one: Stream,
     server_pids: list[int] | None = None,
+    *,
+    burst: bool = False,
 ) -> Run:
-    """N concurrent streams; once all N are open, tell the fake to release their tokens."""
+    """N concurrent streams; once all N are open, tell the fake to release their tokens. As a
+    burst: the N streams start evenly spread over one second, and stream at once."""
     run = Run()
-    run_id = uuid.uuid4().hex[:12]
+    run_id = (BURST if burst else "") + uuid.uuid4().hex[:12]
     waiting: set[int] = set()
     all_open = asyncio.Event()
 
@@ -494,12 +519,17 @@ async def drive(
     timeout = httpx.Timeout(GATE_TIMEOUT_S + 30.0, connect=10.0)
 
     async def guarded(client: httpx.AsyncClient, index: int) -> None:
+        if burst:
+            await asyncio.sleep(index / streams)
         try:
             await one(client, index, Job(run, run_id, make_ready(index)))
         except Exception as exc:  # counted and shown; the benchmark goes on
             run.failures[f"{type(exc).__name__}: {exc}"[:120]] += 1
 
     async def release(client: httpx.AsyncClient) -> None:
+        if burst:
+            run.go_ns = run.began_ns
+            return
         try:
             await asyncio.wait_for(all_open.wait(), GATE_TIMEOUT_S - 5)
         except TimeoutError:
@@ -539,6 +569,7 @@ class Level:
     streams: int
     direct: Run
     via: Run
+    burst: bool = False
 
     @property
     def added_p99_ms(self) -> float:
@@ -550,6 +581,7 @@ def _f(value: float, fmt: str = "8.2f") -> str:
 
 
 def report(levels: list[Level], tokens: int, rate: float) -> None:
+    levels = [level for level in levels if not level.burst]
     print()
     print(
         f"Stream overhead: {tokens} tokens/stream at {rate:g} tokens/s, one token per event, "
@@ -650,12 +682,62 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
         )
 
 
+def report_bursts(bursts: list[Level], tokens: int, rate: float) -> None:
+    if not bursts:
+        return
+    print()
+    print(
+        f"Burst: N tasks created evenly within one second (one key), each read with "
+        f"verbosity=full, {tokens} tokens at {rate:g}/s; the fake streams at once"
+    )
+    header = (
+        f"{'backend':<9} {'N':>4}  {'failed':>6}  {'1 terminal':>10}  {'added p50':>9}  "
+        f"{'added p99':>9}  {'1st token p50/p99 ms':>20}  {'direct':>13}  {'CPU/token':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for level in bursts:
+        d, v = level.direct, level.via
+        failed = sum(v.failures.values()) + v.endings["closed early"]
+        one = v.terminals[1]
+        cpu, _ = v.server_cpu(v.began_ns, v.ended_ns)
+        per_token = cpu / max(1, len(v.latencies_ns)) * 1e6
+        first = f"{_f(percentile(v.first_token_ns, 50), '.0f')}/" + _f(
+            percentile(v.first_token_ns, 99), ".0f"
+        )
+        direct_first = f"{_f(percentile(d.first_token_ns, 50), '.0f')}/" + _f(
+            percentile(d.first_token_ns, 99), ".0f"
+        )
+        print(
+            f"{level.backend:<9} {level.streams:>4}  {failed:>6}  {one:>5}/{level.streams:<4}  "
+            f"{_f(v.ms(50) - d.ms(50), '+9.2f')}  {_f(v.ms(99) - d.ms(99), '+9.2f')}  "
+            f"{first:>20}  {direct_first:>13}  {_f(per_token, '6.0f')} us"
+        )
+        lost = level.streams * tokens - len(v.latencies_ns) - v.early
+        if lost or v.failures:
+            print(f"  note: {lost} tokens never arrived; failures {dict(v.failures)}")
+    print(
+        "failed = requests that errored or streams closed without a terminal event; "
+        "1 terminal = streams that ended with exactly one; added = facilitair minus direct per "
+        "token; 1st token = POST -> the first coder token (direct: request -> first token); "
+        "CPU/token = CPU of every Facilitair process over the burst / tokens delivered"
+    )
+    for level in bursts:
+        added = level.via.ms(99) - level.direct.ms(99)
+        verdict = "MET" if added < TARGET_BURST_P99_MS else "NOT MET"
+        print(
+            f"  {level.backend}: target p99 added < {TARGET_BURST_P99_MS:g} ms in the burst: "
+            f"{verdict} ({_f(added, '+.1f')} ms)"
+        )
+
+
 # --- main -------------------------------------------------------------------------------
 
 
 BACKENDS = {
-    "embedded": "1 API process, SQLite + in-process event log",
-    "scaleout": "2 API processes, PostgreSQL + Redis; each task read through the other process",
+    "embedded": "1 API process running its tasks, SQLite + in-process event log",
+    "scaleout": "2 API processes + 2 workers, PostgreSQL + Redis; each task started through "
+    "one API process and read through the other",
 }
 
 
@@ -674,6 +756,7 @@ async def start_servers(
     if backend == "scaleout":
         env.update(start_services(SERVICES))
         count = 2
+        env["FAC_RUN_TASKS"] = "false"  # the API processes accept; the workers run
     urls, pids = [], []
     for n in range(count):
         port = free_port()
@@ -684,7 +767,23 @@ async def start_servers(
         pids.append(server.proc.pid)
     for url, child in zip(urls, children[-count:], strict=True):
         await wait_ready(child, f"{url}/api/v1/health")
+    if backend == "scaleout":
+        for n in range(2):
+            argv = [*facilitair_command(), "worker", "--log-level", "warning"]
+            worker = spawn(f"{backend}-worker-{n}", argv, env, workdir)
+            children.append(worker)
+            pids.append(worker.proc.pid)
+            await wait_logged(worker, "taking tasks")
     return urls, pids
+
+
+async def wait_logged(child: Child, text: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and child.proc.poll() is None:
+        if text in child.tail(50):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not start:\n{child.tail()}")
 
 
 SERVICES = Path(tempfile.gettempdir()) / f"fac-bench-services-{os.getpid()}"
@@ -748,6 +847,13 @@ async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) 
             print(f"... {backend}, {streams} streams: facilitair", file=sys.stderr, flush=True)
             measured = await drive(streams, timeout_s, fake_url, via, pids)
             levels.append(Level(backend, streams, baseline, measured))
+        if args.burst:
+            streams = args.burst
+            print(f"... {backend}, burst of {streams}: direct", file=sys.stderr, flush=True)
+            baseline = await drive(streams, timeout_s, fake_url, direct, burst=True)
+            print(f"... {backend}, burst of {streams}: facilitair", file=sys.stderr, flush=True)
+            measured = await drive(streams, timeout_s, fake_url, via, pids, burst=True)
+            levels.append(Level(backend, streams, baseline, measured, burst=True))
     for child in children:
         if child.proc.poll() is not None:
             print(f"warning: {child.name} exited early:\n{child.tail()}", file=sys.stderr)
@@ -776,6 +882,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated: embedded (1 process, SQLite), scaleout (2 API processes on "
         "PostgreSQL + Redis, started by scripts/services.sh); default both",
     )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=TARGET_STREAMS,
+        help="then N tasks created within one second, read with verbosity=full (default 100; "
+        "0: none)",
+    )
     parser.add_argument("--fake-port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not set(args.backends) <= set(BACKENDS):
@@ -802,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_services(SERVICES)
             shutil.rmtree(SERVICES, ignore_errors=True)
     report(levels, args.tokens, args.rate)
+    report_bursts([lv for lv in levels if lv.burst], args.tokens, args.rate)
     return 0
 
 
