@@ -32,6 +32,12 @@ What it measures
     approved), so a task is one coder turn plus bookkeeping; the reviewer and documenter turns
     of streams that end first overlap the last tokens of the others, as they would in use.
 
+    Then, per backend, a burst (--burst N, default 100; 0 skips it): N tasks created evenly
+    within one second by one key, each read with `verbosity=full`, the fake streaming at once
+    (direct: N streams started the same way). It prints failed requests, streams that ended
+    with exactly one terminal event (read until the server closes them), the added latency per
+    token, POST -> first token, and the CPU of every Facilitair process per token delivered.
+
 Processes (none shares a GIL with another): the fake provider (this file, `--fake-port`), the
 Facilitair server, and this script as the client. All share this machine's CPUs; the client's
 and the fake's own costs are in both paths, and the "added" row subtracts them.
@@ -40,6 +46,7 @@ Run it from the repository root (about a minute with the defaults; it stops by i
 
     .venv/bin/python bench/stream_overhead.py
     .venv/bin/python bench/stream_overhead.py --levels 10,50,100 --tokens 100 --rate 20
+    .venv/bin/python bench/stream_overhead.py --backends embedded --burst 0
 
 It prints its figures and asserts nothing.
 """
