@@ -42,7 +42,7 @@ Processes (none shares a GIL with another): the fake provider (this file, `--fak
 Facilitair server, and this script as the client. All share this machine's CPUs; the client's
 and the fake's own costs are in both paths, and the "added" row subtracts them.
 
-Run it from the repository root (about a minute with the defaults; it stops by itself):
+Run it from the repository root (about three minutes with the defaults; it stops by itself):
 
     .venv/bin/python bench/stream_overhead.py
     .venv/bin/python bench/stream_overhead.py --levels 10,50,100 --tokens 100 --rate 20
