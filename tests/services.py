@@ -25,7 +25,9 @@ import pytest
 from redis import Redis
 
 from facilitair.server.background import free_port
+from facilitair.store.base import Store
 from facilitair.store.postgres import PostgresStore
+from facilitair.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "services.sh"
@@ -82,6 +84,21 @@ class Services:
             "redis_url": self.redis_url,
             "redis_prefix": "t" + uuid.uuid4().hex[:10],
         }
+
+
+async def open_store(kind: str, folder: Path, request: pytest.FixtureRequest) -> Store:
+    """A new, empty, open store: "sqlite" in `folder`, or "postgres" in a database of its own
+    on the session's server (dropped after the test)."""
+    store: Store
+    if kind == "sqlite":
+        store = SQLiteStore(folder / "store.sqlite3")
+    else:
+        live: Services = request.getfixturevalue("services")
+        url = live.new_database()
+        request.addfinalizer(lambda: live.drop_database(url))
+        store = PostgresStore(url)
+    await store.open()
+    return store
 
 
 def start_services(folder: Path) -> Services:

@@ -24,9 +24,7 @@ from facilitair.protocol.events import (
     TaskMetrics,
 )
 from facilitair.store.base import EventStore, Store
-from facilitair.store.postgres import PostgresStore
-from facilitair.store.sqlite import SQLiteStore
-from services import Services
+from services import Services, open_store
 
 S = "stream-1"
 
@@ -80,14 +78,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if kind == "memory":
-        db: Store = SQLiteStore(tmp_path / "events.db")
-    else:
-        live: Services = request.getfixturevalue("services")
-        url = live.new_database()
-        request.addfinalizer(lambda: live.drop_database(url))
-        db = PostgresStore(url)
-    await db.open()
+    db = await open_store("sqlite" if kind == "memory" else "postgres", tmp_path, request)
     yield db
     await db.close()
 

@@ -199,22 +199,23 @@ async def test_a_client_whose_process_is_killed_resumes_elsewhere_exactly_once(
     assert rest[-1].event == "task_completed"
 
 
-async def test_cancel_through_one_process_stops_the_task_running_in_another(
-    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
+@pytest.mark.parametrize("runs_it", ["another API process", "a worker"])
+async def test_cancel_through_one_process_stops_the_task_where_it_runs(
+    runs_it: str, cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
 ) -> None:
-    (one,) = cluster(1)
-    (two,) = cluster(1, FAC_RUN_TASKS="false")  # so the task runs on `one`
+    (api,) = cluster(1, FAC_RUN_TASKS="false")  # accepts, streams and cancels only
+    cluster(1, WorkerProcess if runs_it == "a worker" else ApiProcess)
     key = new_key(scaleout, "alice")
     script_happy_path(fake, chunks=1)
     fake.set_default("coder", Reply(text="partial line\n" * 200, delay_s=0.05))
-    stream_id = (await start_task(clients(one), key))["stream_id"]
+    stream_id = (await start_task(clients(api), key))["stream_id"]
     seen: list[Received] = []
-    async for event in iter_events(clients(one), stream_id, key=key):
+    async for event in iter_events(clients(api), stream_id, key=key):
         seen.append(event)
         if sum(e.event == "token_stream" and e.data["role"] == "coder" for e in seen) >= 3:
             break
     cancelled_at = time.monotonic()
-    response = await clients(two).post(
+    response = await clients(api).post(
         f"/api/stream/{stream_id}/cancel", headers={"X-API-Key": key}
     )
     assert response.status_code == 200, response.text
@@ -222,9 +223,9 @@ async def test_cancel_through_one_process_stops_the_task_running_in_another(
     coder = fake.requests_for("coder")[0]
     assert await fake.wait_for_async(lambda: coder.disconnected_at is not None, 2)
     assert coder.disconnected_at is not None and coder.disconnected_at - cancelled_at < 1.0
-    rest = await collect(clients(two), stream_id, key, last_event_id=seen[-1].seq)
+    rest = await collect(clients(api), stream_id, key, last_event_id=seen[-1].seq)
     assert rest[-1].event == "task_cancelled"
-    detail = await clients(two).get(
+    detail = await clients(api).get(
         f"/api/v1/tasks/{seen[0].data['task_id']}", headers={"X-API-Key": key}
     )
     assert "partial line" in detail.json()["partial"]["c1"]
@@ -527,34 +528,6 @@ async def test_a_worker_killed_mid_task_interrupts_only_its_own_tasks(
     for task in others:
         events = await collect(clients(api), task["stream_id"], key)
         assert events[-1].event == "task_completed"
-
-
-async def test_cancel_reaches_the_worker_running_the_task(
-    cluster: Cluster, scaleout: Settings, fake: FakeOpenAI, clients: Any
-) -> None:
-    (api,) = cluster(1, FAC_RUN_TASKS="false")
-    cluster(1, WorkerProcess)
-    key = new_key(scaleout, "alice")
-    script_happy_path(fake, chunks=1)
-    fake.set_default("coder", Reply(text="partial line\n" * 200, delay_s=0.05))
-    stream_id = (await start_task(clients(api), key))["stream_id"]
-    seen: list[Received] = []
-    async for event in iter_events(clients(api), stream_id, key=key):
-        seen.append(event)
-        if sum(e.event == "token_stream" and e.data["role"] == "coder" for e in seen) >= 3:
-            break
-    cancelled_at = time.monotonic()
-    response = await clients(api).post(
-        f"/api/stream/{stream_id}/cancel", headers={"X-API-Key": key}
-    )
-    assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    coder = fake.requests_for("coder")[0]
-    assert await fake.wait_for_async(lambda: coder.disconnected_at is not None, 2)
-    assert coder.disconnected_at is not None and coder.disconnected_at - cancelled_at < 1.0
-    detail = await clients(api).get(
-        f"/api/v1/tasks/{seen[0].data['task_id']}", headers={"X-API-Key": key}
-    )
-    assert "partial line" in detail.json()["partial"]["c1"]
 
 
 async def test_queued_tasks_wait_for_a_worker_and_can_be_cancelled_meanwhile(

@@ -21,7 +21,7 @@ from facilitair.store.base import ApiKey, Store
 from facilitair.store.migrations import migrations
 from facilitair.store.postgres import PgVectorIndex, PostgresStore
 from facilitair.store.sqlite import SQLiteStore
-from services import Services
+from services import open_store
 
 EARLY, NOW, LATER = (
     "2026-01-01T00:00:00.000Z",
@@ -32,14 +32,7 @@ EARLY, NOW, LATER = (
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        db: Store = SQLiteStore(tmp_path / "store.db")
-    else:
-        live: Services = request.getfixturevalue("services")
-        url = live.new_database()
-        request.addfinalizer(lambda: live.drop_database(url))
-        db = PostgresStore(url)
-    await db.open()
+    db = await open_store(request.param, tmp_path, request)
     yield db
     await db.close()
 
