@@ -5,6 +5,7 @@ what only one of them has (the memory log's bounded buffer, Redis trimming and l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from facilitair.protocol.events import (
     TaskMetrics,
 )
 from facilitair.store.base import EventStore, Store
+from fakes.tcp_proxy import TcpProxy
 from services import Services, open_store
 
 S = "stream-1"
@@ -376,3 +378,41 @@ async def test_a_stream_taken_over_from_a_dead_writer_keeps_what_only_redis_had(
     await heir.open(S)
     assert (await heir.append(S, TaskCancelled(reason="interrupted"))).seq == 6
     assert seqs(await store.events(S, 0, 100)) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("kind", ["redis"])
+async def test_a_writer_whose_redis_connections_break_loses_nothing(
+    store: Store, redis: Redis, services: Services
+) -> None:
+    """Connections to Redis reset mid-stream (a restart, a failover): appends may fail, but
+    every event still reaches readers once, in order, and the stream still ends."""
+    prefix = "t" + uuid.uuid4().hex[:8]
+    with TcpProxy.to_url(services.redis_url.replace("redis://", "http://")) as proxy:
+        through = Redis.from_url(proxy.url.replace("http://", "redis://"))
+        writer = RedisEventLog(through, store, prefix=prefix, flush_interval_s=0.02)
+        reader_side = RedisEventLog(redis, store, prefix=prefix)
+        await writer.start()
+        await reader_side.start()
+        try:
+            await writer.open(S)
+            reader = asyncio.create_task(read_all(reader_side))
+            failed = 0
+            for i in range(150):
+                if i in (40, 90):
+                    proxy.drop_all()
+                try:
+                    await writer.append(S, msg(i))
+                except Exception:  # queued, sent later
+                    failed += 1
+                await asyncio.sleep(0.002)
+            with contextlib.suppress(Exception):
+                await writer.append(S, completed())
+            events = await asyncio.wait_for(reader, 15)
+        finally:
+            await writer.stop()
+            await reader_side.stop()
+            await through.aclose()
+    assert failed  # the resets did break appends
+    assert seqs(events) == list(range(1, 152))
+    assert events[-1].event == "task_completed"
+    assert seqs(await store.events(S, 0, 1000)) == list(range(1, 152))

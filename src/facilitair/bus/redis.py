@@ -187,6 +187,7 @@ class RedisEventLog:
         self._writing: dict[str, _Writing] = {}
         self._outbox: list[StoredEvent] = []  # appended, not yet sent to Redis
         self._sending = asyncio.Lock()
+        self._unsure = False  # the last send failed: some of the outbox may be in Redis
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._follower = Follower(redis, prefix, self._decode)
@@ -260,15 +261,55 @@ class RedisEventLog:
         # Appends must reach Redis in seq order, and pool connections do not keep order. So
         # whoever holds the lock sends everything queued — every stream's — in one round trip,
         # and the others find their event already sent: under load, one write carries many.
-        async with self._sending:
-            if self._outbox:
-                batch, self._outbox = self._outbox, []
-                await self._send(batch)
-                for sent in batch:
-                    self._writing[sent.stream_id].unpersisted.append(sent)
+        await self._send_outbox()
         if event.is_terminal or len(stream.unpersisted) >= self.keep // 2:
             await self.flush()
         return event
+
+    async def _send_outbox(self) -> None:
+        """Send every queued event, in order. An append cancelled meanwhile (a task being
+        cancelled) still lets the send finish; a send that fails (Redis down) leaves its events
+        queued, with their seq, for the next append or the flusher: no event is lost, least of
+        all a stream's end."""
+        async with self._sending:
+            if not self._outbox:
+                return
+            batch, self._outbox = self._outbox, []
+            if self._unsure:  # a failed send may have reached Redis in part
+                batch = await self._not_in_redis(batch)
+            sending = asyncio.ensure_future(self._send(batch))
+            try:
+                await asyncio.shield(sending)
+            except asyncio.CancelledError:
+                await asyncio.wait({sending})
+                self._settle(sending, batch)
+                raise
+            except Exception:
+                pass
+            self._settle(sending, batch)
+            failure = sending.exception()
+            if failure is not None:
+                raise failure
+
+    def _settle(self, sending: asyncio.Future[None], batch: list[StoredEvent]) -> None:
+        if sending.exception() is None:
+            self._unsure = False
+            for sent in batch:
+                self._writing[sent.stream_id].unpersisted.append(sent)
+        else:
+            self._unsure = True
+            self._outbox[:0] = batch
+
+    async def _not_in_redis(self, batch: list[StoredEvent]) -> list[StoredEvent]:
+        """The events of `batch` that Redis does not have yet; those it has count as sent."""
+        last: dict[str, int] = {}
+        for stream_id in dict.fromkeys(e.stream_id for e in batch):
+            tail = await self._last_entry(self._key(stream_id))
+            last[stream_id] = _seq(tail[0]) if tail else 0
+        landed = [e for e in batch if e.seq <= last[e.stream_id]]
+        for sent in landed:
+            self._writing[sent.stream_id].unpersisted.append(sent)
+        return [e for e in batch if e.seq > last[e.stream_id]]
 
     async def _send(self, events: list[StoredEvent]) -> None:
         if len(events) == 1:
@@ -314,6 +355,7 @@ class RedisEventLog:
         while True:
             await asyncio.sleep(self.flush_interval_s)
             try:
+                await self._send_outbox()
                 await self.flush()
             except Exception:  # the store or Redis is down: keep the events, try again
                 await asyncio.sleep(1.0)
