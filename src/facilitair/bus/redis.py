@@ -124,7 +124,11 @@ class Follower:
             if new:
                 self._has_streams.set()
                 # Interrupt the loop's current XREAD so it includes this stream from now on.
-                await self.redis.xadd(self.wake_key, {"w": "1"}, maxlen=16, approximate=True)
+                # (The expiry cleans up after a process that was killed.)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xadd(self.wake_key, {"w": "1"}, maxlen=16, approximate=True)
+                    pipe.expire(self.wake_key, 3600)
+                    await pipe.execute()
             yield followed
         finally:
             followed.readers -= 1
