@@ -482,9 +482,9 @@ async def test_workers_run_what_api_processes_accept(
     cluster: Cluster, scaleout: Settings, services: Services, fake: FakeOpenAI, clients: Any
 ) -> None:
     api = cluster(2, FAC_RUN_TASKS="false")
-    workers = cluster(2, WorkerProcess)
+    workers = cluster(2, WorkerProcess, FAC_TASK_CONCURRENCY="3")  # 6 tasks: both must work
     key = new_key(scaleout, "alice")
-    script_happy_path(fake, chunks=1, coder_delay_s=0.2)
+    script_happy_path(fake, chunks=1, coder_delay_s=0.5)
     created = [
         await start_task(clients(api[n % 2]), key, {"task": f"t{n}", "cache": "off"})
         for n in range(6)
@@ -501,7 +501,8 @@ async def test_a_worker_killed_mid_task_interrupts_only_its_own_tasks(
     cluster: Cluster, scaleout: Settings, services: Services, fake: FakeOpenAI, clients: Any
 ) -> None:
     (api,) = cluster(1, FAC_RUN_TASKS="false", FAC_LEASE_S="2")
-    workers = cluster(2, WorkerProcess, FAC_LEASE_S="2")
+    # Two tasks each at most, so each of the two workers holds two of the four.
+    workers = cluster(2, WorkerProcess, FAC_LEASE_S="2", FAC_TASK_CONCURRENCY="2")
     key = new_key(scaleout, "alice")
     script_happy_path(fake, chunks=1)
     fake.set_default("coder", Reply(text="v = 3\n" * 150, delay_s=0.03))

@@ -275,14 +275,21 @@ def serve(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="Tasks this process runs at once")] = 100,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Tasks this process runs at once [default: FAC_TASK_CONCURRENCY, 100]"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
     """Run queued tasks (scale-out: next to `facilitair serve --api-only` processes, on the
     same FAC_DATABASE_URL and FAC_REDIS_URL)."""
     import logging
 
-    settings = Settings(task_concurrency=concurrency, run_tasks=True)
+    settings = Settings(run_tasks=True)
+    if concurrency is not None:
+        settings = settings.model_copy(update={"task_concurrency": concurrency})
     if not settings.redis_url:
         err.print(
             "[red]A worker takes tasks from the shared queue: set FAC_REDIS_URL and "
