@@ -163,6 +163,21 @@ async def iter_events(
             yield Received(sse.id, sse.event, json.loads(sse.data), time.monotonic())
 
 
+async def read_until_tokens(
+    client: httpx.AsyncClient, stream_id: str, key: str, count: int, role: str | None = None
+) -> list[Received]:
+    """The stream's events up to its `count`th token_stream (of `role`, if given)."""
+    seen: list[Received] = []
+    tokens = 0
+    async for event in iter_events(client, stream_id, key=key):
+        seen.append(event)
+        if event.event == "token_stream" and role in (None, event.data.get("role")):
+            tokens += 1
+            if tokens >= count:
+                break
+    return seen
+
+
 async def collect(
     client: httpx.AsyncClient, stream_id: str, key: str, **kwargs: Any
 ) -> list[Received]:

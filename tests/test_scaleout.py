@@ -31,6 +31,7 @@ from support import (
     make_settings,
     names,
     new_key,
+    read_until_tokens,
     script_happy_path,
     service_env,
     start_task,
@@ -209,11 +210,7 @@ async def test_cancel_through_one_process_stops_the_task_where_it_runs(
     script_happy_path(fake, chunks=1)
     fake.set_default("coder", Reply(text="partial line\n" * 200, delay_s=0.05))
     stream_id = (await start_task(clients(api), key))["stream_id"]
-    seen: list[Received] = []
-    async for event in iter_events(clients(api), stream_id, key=key):
-        seen.append(event)
-        if sum(e.event == "token_stream" and e.data["role"] == "coder" for e in seen) >= 3:
-            break
+    seen = await read_until_tokens(clients(api), stream_id, key, 3, role="coder")
     cancelled_at = time.monotonic()
     response = await clients(api).post(
         f"/api/stream/{stream_id}/cancel", headers={"X-API-Key": key}
@@ -317,11 +314,7 @@ async def test_a_process_killed_mid_task_ends_its_stream_within_the_lease(
     script_happy_path(fake, chunks=1)
     fake.set_default("coder", Reply(text="x = 1\n" * 500, delay_s=0.05))
     stream_id = (await start_task(clients(one), key))["stream_id"]
-    seen: list[Received] = []
-    async for event in iter_events(clients(two), stream_id, key=key):
-        seen.append(event)
-        if event.event == "token_stream":
-            break
+    seen = await read_until_tokens(clients(two), stream_id, key, 1)
     killed_at = time.monotonic()
     one.kill()
     rest = await asyncio.wait_for(
@@ -419,11 +412,7 @@ async def test_behind_nginx_streams_flow_live_and_survive_the_loss_of_a_process(
     fake.set_default("coder", Reply(text="row = 1\n" * 60, delay_s=0.02))
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         stream_id = (await start_task(client, key))["stream_id"]
-        seen: list[Received] = []
-        async for event in iter_events(client, stream_id, key=key):
-            seen.append(event)
-            if sum(e.event == "token_stream" for e in seen) == 5:
-                break
+        seen = await read_until_tokens(client, stream_id, key, 5)
         # Tokens arrive one by one through the proxy, not in one buffered block at the end.
         tokens = [e for e in seen if e.event == "token_stream"]
         assert tokens[-1].at - tokens[0].at > 0.02
@@ -511,9 +500,7 @@ async def test_a_worker_killed_mid_task_interrupts_only_its_own_tasks(
     ]
     # Wait until every task is running on some worker.
     for task in created:
-        async for event in iter_events(clients(api), task["stream_id"], key=key):
-            if event.event == "token_stream":
-                break
+        await read_until_tokens(clients(api), task["stream_id"], key, 1)
     held = owners(services, scaleout)
     victim = workers[0]
     mine = [t for t in created if pid_of(held[t["task_id"]]) == victim.process.pid]

@@ -177,9 +177,6 @@ class TaskRunner:
         await self.events.append(stream_id, TaskCancelled(reason=reason))
         return True
 
-    def is_running(self, stream_id: str) -> bool:
-        return stream_id in self._running
-
     async def cancel(self, stream_id: str, reason: str = "cancelled by the user") -> bool:
         task = self._running.get(stream_id)
         if task is None:

@@ -44,10 +44,6 @@ class Bus:
     queue: TaskQueue
     redis: Redis | None = None
 
-    @property
-    def name(self) -> str:
-        return "redis" if self.redis is not None else "memory"
-
     async def ping(self) -> None:
         if self.redis is not None:
             await self.redis.ping()

@@ -138,10 +138,10 @@ class Follower:
     def _keys(self) -> Iterator[tuple[str, str]]:
         yield self.wake_key, self._wake_cursor
         for stream_id, followed in self._streams.items():
-            yield f"{self.prefix}:events:{stream_id}", _entry_id(followed.cursor)
+            yield stream_key(self.prefix, stream_id), _entry_id(followed.cursor)
 
     async def _loop(self) -> None:
-        events_prefix = f"{self.prefix}:events:".encode()
+        events_prefix = stream_key(self.prefix, "").encode()
         while True:
             if not self._streams:
                 self._has_streams.clear()

@@ -7,7 +7,6 @@ cache's nearest-neighbour search is a query (`PgVectorIndex`), not an in-memory 
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from facilitair.store.migrations import CREATE_TABLE, pending
 MIGRATION_LOCK = 7_462_143_011
 
 KEY_COLUMNS = "key_id, name, tenant_id, prefix, created_at, revoked_at"
+# In CacheEntry.from_row's order.
 CACHE_COLUMNS = (
     "entry_id, tenant_id, partition, task, embedding, body, cost_usd, duration_s, created_at,"
     " last_hit_at, hit_count"
@@ -42,34 +42,10 @@ def describe(url: str) -> str:
 
 
 def _entry(row: asyncpg.Record) -> CacheEntry:
-    body = json.loads(row["body"])
-    return CacheEntry(
-        entry_id=row["entry_id"],
-        tenant_id=row["tenant_id"],
-        partition=row["partition"],
-        task=row["task"],
-        vector=row["embedding"].to_numpy().astype(np.float32),
-        result=body["result"],
-        turns=body["turns"],
-        plan=body["plan"],
-        cost_usd=row["cost_usd"],
-        duration_s=row["duration_s"],
-        created_at=row["created_at"],
-        last_hit_at=row["last_hit_at"],
-        hit_count=row["hit_count"],
-        source_task_id=body.get("source_task_id", ""),
-        meta=body.get("meta", {}),
-    )
+    return CacheEntry.from_row(row, row["embedding"].to_numpy().astype(np.float32))
 
 
 def _entry_row(entry: CacheEntry) -> tuple[object, ...]:
-    body = {
-        "result": entry.result,
-        "turns": entry.turns,
-        "plan": entry.plan,
-        "source_task_id": entry.source_task_id,
-        "meta": entry.meta,
-    }
     vector = entry.vector.astype(np.float32)
     return (
         entry.entry_id,
@@ -78,7 +54,7 @@ def _entry_row(entry: CacheEntry) -> tuple[object, ...]:
         entry.task,
         len(vector),
         vector,
-        json.dumps(body),
+        entry.body_json(),
         entry.cost_usd,
         entry.duration_s,
         entry.created_at,

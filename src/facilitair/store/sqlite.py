@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from facilitair.protocol.events import StoredEvent, utc_now
 from facilitair.store.base import ApiKey, StoreUnavailable
 from facilitair.store.migrations import CREATE_TABLE, pending
 
+# In CacheEntry.from_row's order.
 CACHE_COLUMNS = (
     "entry_id, tenant_id, partition, task, vector, body, cost_usd, duration_s, created_at,"
     " last_hit_at, hit_count"
@@ -23,20 +23,13 @@ CACHE_COLUMNS = (
 
 
 def _entry_row(entry: CacheEntry) -> tuple[object, ...]:
-    body = {
-        "result": entry.result,
-        "turns": entry.turns,
-        "plan": entry.plan,
-        "source_task_id": entry.source_task_id,
-        "meta": entry.meta,
-    }
     return (
         entry.entry_id,
         entry.tenant_id,
         entry.partition,
         entry.task,
         entry.vector.astype(np.float32).tobytes(),
-        json.dumps(body),
+        entry.body_json(),
         entry.cost_usd,
         entry.duration_s,
         entry.created_at,
@@ -46,24 +39,7 @@ def _entry_row(entry: CacheEntry) -> tuple[object, ...]:
 
 
 def _entry(row: Any) -> CacheEntry:
-    body = json.loads(row[5])
-    return CacheEntry(
-        entry_id=row[0],
-        tenant_id=row[1],
-        partition=row[2],
-        task=row[3],
-        vector=np.frombuffer(row[4], dtype=np.float32),
-        result=body["result"],
-        turns=body["turns"],
-        plan=body["plan"],
-        cost_usd=row[6],
-        duration_s=row[7],
-        created_at=row[8],
-        last_hit_at=row[9],
-        hit_count=row[10],
-        source_task_id=body.get("source_task_id", ""),
-        meta=body.get("meta", {}),
-    )
+    return CacheEntry.from_row(row, np.frombuffer(row[4], dtype=np.float32))
 
 
 UNFINISHED = ("queued", "running")
