@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 
@@ -34,6 +36,15 @@ class Metrics:
         self.rate_limited = Counter(
             "facilitair_rate_limited", "Requests refused by the rate limit", registry=r
         )
+        self._event_counters: dict[str, Any] = {}
+
+    def count_event(self, name: str) -> None:
+        """`events.labels(name).inc()`, with the labelled child kept: `labels()` costs a few
+        µs (it validates and joins the label values), and this runs once per token."""
+        counter = self._event_counters.get(name)
+        if counter is None:
+            counter = self._event_counters[name] = self.events.labels(name)
+        counter.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -207,7 +207,7 @@ class TaskRunner:
 
         async def emit(payload: Payload) -> StoredEvent:
             event = await self.events.append(stream_id, payload)
-            self.metrics.events.labels(payload.event).inc()
+            self.metrics.count_event(payload.event)
             if isinstance(payload, TaskProgress):
                 plan[:] = [item.model_dump() for item in payload.plan]
             if isinstance(payload, TaskProgress | ChunkCompleted):

@@ -115,11 +115,11 @@ class TokenBatcher:
             elif self._timer is None:
                 self._timer = asyncio.create_task(self._flush_later(wait))
         else:
+            # No lock: in this mode nothing but the turn itself sends (no timer).
             cut = self._buffer.rfind("\n")
             if cut != -1:
-                async with self._lock:
-                    head, self._buffer = self._buffer[: cut + 1], self._buffer[cut + 1 :]
-                    await self._send(head)
+                head, self._buffer = self._buffer[: cut + 1], self._buffer[cut + 1 :]
+                await self._send(head)
 
     async def _flush_later(self, wait: float) -> None:
         await asyncio.sleep(wait)
@@ -231,7 +231,11 @@ class TurnRunner:
             )
 
         async def send_tokens(text: str) -> None:
-            await emit(TokenStream(chunk_id=chunk_id, tokens=text, role=role_key, agent=agent))
+            # Unvalidated: every field is a str from this code, and this runs once per token.
+            tokens = TokenStream.model_construct(
+                chunk_id=chunk_id, tokens=text, role=role_key, agent=agent
+            )
+            await emit(tokens)
 
         request = ChatRequest(
             model=model,

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from itertools import islice
 
+from facilitair.bus.wakeup import Wakeup
 from facilitair.protocol.events import Payload, StoredEvent, envelope, heartbeat
 from facilitair.store.base import EventStore
 
@@ -27,11 +28,7 @@ class _LiveStream:
         self.persisted = last_seq
         self.buffer: deque[StoredEvent] = deque()
         self.finished = False
-        self.changed = asyncio.Event()
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.wakeup = Wakeup()
 
     def since(self, cursor: int) -> list[StoredEvent] | None:
         """Buffered events after `cursor`, or None when the buffer no longer reaches back."""
@@ -102,7 +99,7 @@ class MemoryEventLog:
         stream.buffer.append(event)
         if event.is_terminal:
             stream.finished = True
-        stream.notify()
+        stream.wakeup.notify()
         if event.is_terminal or stream.seq - stream.persisted >= self.buffer_size // 2:
             await self.flush()
         return event
@@ -166,13 +163,7 @@ class MemoryEventLog:
                     return
             if batch or stream is None:
                 continue
-            changed = stream.changed
             if stream.seq > cursor:
                 continue
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the wait in a
-                # new task, once per event read.
-                async with asyncio.timeout(heartbeat_s):
-                    await changed.wait()
-            except TimeoutError:
+            if not await stream.wakeup.wait(heartbeat_s):
                 yield heartbeat(stream_id, cursor)

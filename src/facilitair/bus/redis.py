@@ -30,6 +30,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from facilitair.bus.wakeup import Wakeup
 from facilitair.protocol.events import Payload, StoredEvent, envelope, heartbeat
 from facilitair.store.base import EventStore
 
@@ -72,11 +73,7 @@ class _Followed:
         self.cursor = cursor  # the last seq the follower has fetched
         self.recent: deque[StoredEvent] = deque(maxlen=RECENT)
         self.readers = 0
-        self.changed = asyncio.Event()
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.wakeup = Wakeup()
 
     def since(self, cursor: int) -> list[StoredEvent] | None:
         """Events after `cursor` ([] if none yet), or None when `recent` does not reach back
@@ -168,7 +165,7 @@ class Follower:
                 events = [self.decode(stream_id, entry) for entry in entries]
                 followed.recent.extend(events)
                 followed.cursor = events[-1].seq
-                followed.notify()
+                followed.wakeup.notify()
 
 
 class RedisEventLog:
@@ -427,11 +424,7 @@ class RedisEventLog:
                         cursor = event.seq
                     if batch:
                         continue
-                    changed = followed.changed
-                    try:
-                        async with asyncio.timeout(heartbeat_s):
-                            await changed.wait()
-                    except TimeoutError:
+                    if not await followed.wakeup.wait(heartbeat_s):
                         yield heartbeat(stream_id, cursor)
 
     async def _catch_up(self, stream_id: str, after: int) -> AsyncIterator[StoredEvent]:
