@@ -289,6 +289,17 @@ async def wait_ready(child: Child, url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{child.name} did not become ready at {url}:\n{child.tail()}")
 
 
+def _cpu_between(
+    samples: list[tuple[int, float]], since_ns: int, until_ns: int
+) -> tuple[float, float]:
+    samples = [(t, c) for t, c in samples if not math.isnan(c)]
+    if len(samples) < 2:
+        return math.nan, math.nan
+    t0, c0 = min(samples, key=lambda s: abs(s[0] - since_ns))
+    t1, c1 = min(samples, key=lambda s: abs(s[0] - until_ns))
+    return c1 - c0, (c1 - c0) / ((t1 - t0) / 1e9) if t1 > t0 else math.nan
+
+
 def cpu_of(pids: list[int]) -> float:
     """CPU seconds used so far by all these processes together."""
     return sum(cpu_seconds(pid) for pid in pids)
@@ -346,16 +357,16 @@ class Run:
     first_token_ns: list[int] = field(default_factory=list)  # request sent → its first token
     terminals: Counter[int] = field(default_factory=Counter)  # terminal events per stream → count
     cpu_samples: list[tuple[int, float]] = field(default_factory=list)  # (ns, server CPU s)
+    client_cpu_samples: list[tuple[int, float]] = field(default_factory=list)  # this script's
 
     def server_cpu(self, since_ns: int, until_ns: int) -> tuple[float, float]:
         """The server's CPU seconds between two instants (nearest samples), and its share of
-        one core over that time; NaN without samples."""
-        samples = [(t, c) for t, c in self.cpu_samples if not math.isnan(c)]
-        if len(samples) < 2:
-            return math.nan, math.nan
-        t0, c0 = min(samples, key=lambda s: abs(s[0] - since_ns))
-        t1, c1 = min(samples, key=lambda s: abs(s[0] - until_ns))
-        return c1 - c0, (c1 - c0) / ((t1 - t0) / 1e9) if t1 > t0 else math.nan
+        one core over that time; NaN without samples. (In a direct run: the fake provider's.)"""
+        return _cpu_between(self.cpu_samples, since_ns, until_ns)
+
+    def client_cpu(self, since_ns: int, until_ns: int) -> tuple[float, float]:
+        """The same for this script, the client."""
+        return _cpu_between(self.client_cpu_samples, since_ns, until_ns)
 
     def peak_server_share(self, window_s: float = 1.0) -> float:
         """The highest share of one core the server used over any `window_s`."""
@@ -545,9 +556,14 @@ async def drive(
         run.ready_s = (run.go_ns - run.began_ns) / 1e9
         (await client.post(f"{fake_url.removesuffix('/v1')}/bench/go/{run_id}")).raise_for_status()
 
+    def take_sample(pids: list[int]) -> None:
+        now = time.monotonic_ns()
+        run.cpu_samples.append((now, cpu_of(pids)))
+        run.client_cpu_samples.append((now, cpu_seconds(os.getpid())))
+
     async def sample(pids: list[int]) -> None:
         while True:  # cancelled when the level ends
-            run.cpu_samples.append((time.monotonic_ns(), cpu_of(pids)))
+            take_sample(pids)
             await asyncio.sleep(CPU_SAMPLE_S)
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
@@ -563,7 +579,7 @@ async def drive(
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
-            run.cpu_samples.append((time.monotonic_ns(), cpu_of(server_pids)))
+            take_sample(server_pids)
     return run
 
 
@@ -649,6 +665,19 @@ def report(levels: list[Level], tokens: int, rate: float) -> None:
             f"start-up {_f(100 * up_share, '.0f')}%, streaming "
             f"{_f(100 * share, '.0f')}% = {_f(per_token, '.0f')} us per token, "
             f"peak {_f(100 * v.peak_server_share(), '.0f')}%"
+        )
+    print("for scale (the direct run, CPU per token over its streaming): the fake provider")
+    print("only writes each token (one json.dumps, one socket write); the client only reads")
+    print("and parses it (httpx + httpx-sse). Facilitair reads, logs and writes each token.")
+    for level in levels:
+        d = level.direct
+        tokens_read = max(1, len(d.latencies_ns))
+        fake_cpu, _ = d.server_cpu(d.go_ns, d.last_ns)
+        client_cpu, _ = d.client_cpu(d.go_ns, d.last_ns)
+        print(
+            f"{level.backend:<9} {level.streams:>7} streams: fake provider "
+            f"{_f(fake_cpu / tokens_read * 1e6, '.0f')} us per token, client "
+            f"{_f(client_cpu / tokens_read * 1e6, '.0f')} us per token"
         )
     for level in levels:
         for name, run in (("direct", level.direct), ("facilitair", level.via)):
@@ -850,14 +879,16 @@ async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) 
         await drive(4, 20.0, fake_url, warm)
         for streams in args.levels:
             print(f"... {backend}, {streams} streams: direct", file=sys.stderr, flush=True)
-            baseline = await drive(streams, timeout_s, fake_url, direct)
+            baseline = await drive(streams, timeout_s, fake_url, direct, [fake.proc.pid])
             print(f"... {backend}, {streams} streams: facilitair", file=sys.stderr, flush=True)
             measured = await drive(streams, timeout_s, fake_url, via, pids)
             levels.append(Level(backend, streams, baseline, measured))
         if args.burst:
             streams = args.burst
             print(f"... {backend}, burst of {streams}: direct", file=sys.stderr, flush=True)
-            baseline = await drive(streams, timeout_s, fake_url, direct, burst=True)
+            baseline = await drive(
+                streams, timeout_s, fake_url, direct, [fake.proc.pid], burst=True
+            )
             print(f"... {backend}, burst of {streams}: facilitair", file=sys.stderr, flush=True)
             measured = await drive(streams, timeout_s, fake_url, via, pids, burst=True)
             levels.append(Level(backend, streams, baseline, measured, burst=True))
