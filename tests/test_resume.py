@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 import httpx
+import pytest
 import websockets
 
 from fakes.openai_server import FakeOpenAI, Reply
@@ -169,10 +170,20 @@ async def test_websocket_client_gets_the_same_events(
     assert missing["event"] == "error" and missing["data"]["error"]["code"] == "not_found"
 
 
-async def test_websocket_rejects_a_wrong_key(server: ServerThread) -> None:
-    url = server.base_url.replace("http", "ws") + "/api/stream/ws?api_key=fac_wrong"
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        pytest.param("", {"X-API-Key": "fac_wrong"}, id="wrong-key-header"),
+        pytest.param("?api_key={key}", {}, id="right-key-in-the-url-is-not-read"),
+    ],
+)
+async def test_websocket_rejects_a_wrong_or_url_key(
+    server: ServerThread, query: str, headers: dict[str, str]
+) -> None:
+    key = new_key(server.settings, "url-key")
+    url = server.base_url.replace("http", "ws") + "/api/stream/ws" + query.format(key=key)
     try:
-        async with websockets.connect(url) as ws:
+        async with websockets.connect(url, additional_headers=headers) as ws:
             await ws.recv()
         raise AssertionError("connection should have been refused")
     except websockets.exceptions.InvalidStatus as exc:
@@ -194,10 +205,11 @@ async def test_finished_streams_expire_but_the_history_keeps_the_result(
         assert events[-1].event == "task_completed"
         for _ in range(50):
             response = await client.get(created["events_url"], headers=headers)
-            if response.status_code == 404:
+            if response.status_code == 410:
                 break
             await asyncio.sleep(0.1)
-        assert response.status_code == 404
-        assert "expired" in response.json()["error"]["message"]
+        assert response.status_code == 410
+        assert response.json()["error"]["code"] == "stream_expired"
+        assert created["task_id"] in response.json()["error"]["message"]
         detail = await client.get(f"/api/v1/tasks/{created['task_id']}", headers=headers)
         assert detail.json()["result"]["content"] == events[-1].data["content"]

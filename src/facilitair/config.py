@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     no_auth: bool = False
     rate_limit_per_minute: int = Field(default=60, ge=1)
     ticket_ttl_s: int = Field(default=60, ge=1)
+    key_check_s: float = Field(default=2.0, gt=0)  # open streams of a revoked key end within this
+    send_timeout_s: float = Field(default=30.0, gt=0)  # a client that stops reading is dropped
     stream_ttl_s: int = Field(default=24 * 3600, ge=1)
     heartbeat_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=3000, ge=0)

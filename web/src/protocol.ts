@@ -149,7 +149,7 @@ export type StreamEvent = {
 export interface TaskContext {
   preferred_language?: string;
   frameworks?: string[];
-  team_size?: number;
+  team_size?: number | string;
   security_level?: string;
   compliance?: string[];
   existing_stack?: string[];

@@ -19,10 +19,28 @@ Granularity = Literal["basic", "medium", "advanced"]
 
 
 @cache
-def _aliases() -> dict[str, str]:
+def _table() -> dict[str, Any]:
     text = resources.files("facilitair.cache").joinpath("aliases.toml").read_text("utf-8")
-    table: dict[str, list[str]] = tomllib.loads(text)["aliases"]
+    return tomllib.loads(text)
+
+
+@cache
+def _aliases() -> dict[str, str]:
+    table: dict[str, list[str]] = _table()["aliases"]
     return {alias: name for name, aliases in table.items() for alias in [name, *aliases]}
+
+
+def team_size_band(value: object) -> str | None:
+    """A team size as the cache keys it: a head count (or digits) by its band, a word by the
+    band it names, any other label as itself (trimmed, lower-case)."""
+    if value is None or isinstance(value, bool):
+        return None
+    sizes = _table()["team_size"]
+    text = re.sub(r"\s+", " ", str(value).strip().lower())
+    if isinstance(value, int) or text.isdigit():
+        count = int(text)
+        return next((b["name"] for b in sizes["bands"] if count <= b["up_to"]), "large")
+    return str(sizes["words"].get(text, text))
 
 
 def canonical(name: object) -> str:
@@ -41,7 +59,8 @@ def normalise_context(
 ) -> dict[str, Any]:
     """The parts of a task's context that change the answer, in one canonical form.
 
-    basic: language and frameworks. medium (default): also team size. advanced: also security
+    basic: language and frameworks. medium (default): also team size (by band: see
+    `team_size_band`). advanced: also security
     level, compliance and existing stack. Unknown keys never count."""
     language = context.get("preferred_language")
     normal: dict[str, Any] = {
@@ -49,7 +68,7 @@ def normalise_context(
         "frameworks": _names(context.get("frameworks")),
     }
     if granularity in ("medium", "advanced"):
-        normal["team_size"] = context.get("team_size")
+        normal["team_size"] = team_size_band(context.get("team_size"))
     if granularity == "advanced":
         level = context.get("security_level")
         normal["security_level"] = canonical(level) if level else None

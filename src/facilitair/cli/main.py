@@ -20,7 +20,7 @@ from facilitair.cli.client import ClientError, FacilitairClient, ServerUnreachab
 from facilitair.cli.session import connect
 from facilitair.config import NoProviderConfigured, Settings
 from facilitair.protocol.events import utc_now
-from facilitair.server.auth import create_key
+from facilitair.server.auth import create_key, hash_key
 from facilitair.store import Store, StoreUnavailable, build_store
 
 app = typer.Typer(
@@ -395,9 +395,12 @@ def keys_list() -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key: Annotated[str, typer.Argument(help="Key id, name or prefix")]) -> None:
-    """Revoke keys by id, name or prefix; requests with them get 401 from then on."""
-    count = _call(_with_store(lambda store: store.revoke_key(key, utc_now())))
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The full key, or its id, name or prefix")],
+) -> None:
+    """Revoke keys; requests with them get 401 from then on, and streams they opened close."""
+    key = key.strip()
+    count = _call(_with_store(lambda store: store.revoke_key(key, hash_key(key), utc_now())))
     if count == 0:
         err.print(f"No active key matches {key!r}.")
         raise typer.Exit(1)

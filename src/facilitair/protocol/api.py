@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from facilitair.protocol.events import Artifact, TaskMetrics
 
 MAX_TASK_CHARS = 20_000
+
+# A head count, or a word for one ("small", "medium", "large" or another short label). The
+# cache reads both as the same size bands (cache/aliases.toml).
+TeamSize = (
+    Annotated[int, Field(ge=1, le=100_000)]
+    | Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[\w][\w .+-]*$"
+        ),
+    ]
+)
 
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -21,7 +33,7 @@ class TaskContext(BaseModel):
 
     preferred_language: str | None = Field(default=None, max_length=100)
     frameworks: list[str] = Field(default_factory=list, max_length=50)
-    team_size: int | None = Field(default=None, ge=1, le=100_000)
+    team_size: TeamSize | None = None
     security_level: str | None = Field(default=None, max_length=100)
     compliance: list[str] = Field(default_factory=list, max_length=50)
     existing_stack: list[str] = Field(default_factory=list, max_length=100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sse_starlette import ServerSentEvent
@@ -36,6 +37,12 @@ def sse_frame(event: StoredEvent, *, retry_ms: int | None = None) -> bytes:
     if retry_ms is not None:
         frame += f"retry: {int(retry_ms)}\r\n"
     return (frame + SSE_SEP).encode("utf-8")
+
+
+def sse_notice(name: str, code: str, message: str) -> bytes:
+    """A frame that is not a logged event (no `id:`): why the server is ending the stream."""
+    data = json.dumps({"code": code, "message": message}, separators=(",", ":"))
+    return f"event: {name}\r\ndata: {data}\r\n{SSE_SEP}".encode()
 
 
 def to_ws(event: StoredEvent) -> dict[str, Any]:

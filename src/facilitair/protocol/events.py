@@ -185,6 +185,9 @@ class StoredEvent:
         return cached
 
 
+MAX_SEQ = 2**53  # the largest seq (and Last-Event-ID) anything accepts: exact in JSON numbers
+
+
 class _Clock:
     """`utc_now` formats the date and time once per second, then only adds milliseconds.
     The (second, text) pair is swapped in one assignment, so threads never mix two seconds."""

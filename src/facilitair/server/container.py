@@ -18,7 +18,7 @@ from facilitair.config import AgentConfig, Settings, load_agent_config
 from facilitair.llm import ProviderSet, build_providers
 from facilitair.observability import Metrics
 from facilitair.protocol.events import iso_utc
-from facilitair.server.auth import Tickets
+from facilitair.server.auth import KeyStatus, Tickets
 from facilitair.store import Store, build_store, build_vector_index
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Container:
     providers: ProviderSet
     runner: TaskRunner
     tickets: Tickets
+    keys: KeyStatus
     metrics: Metrics
     cache: SemanticCache | None
     _expiry: asyncio.Task[None] | None = None
@@ -87,6 +88,7 @@ class Container:
             providers=providers,
             runner=runner,
             tickets=Tickets(signing_key, settings.ticket_ttl_s),
+            keys=KeyStatus(store, ttl_s=min(1.0, settings.key_check_s / 2)),
             metrics=metrics,
             cache=cache,
         )

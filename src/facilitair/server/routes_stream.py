@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
-from starlette.types import Message, Send
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Message, Receive, Scope, Send
 
 from facilitair.protocol.api import (
-    FINISHED_STATUSES,
     ErrorBody,
     StreamStatus,
     TaskCreated,
     TaskRequest,
     Ticket,
 )
-from facilitair.protocol.encoding import sse_frame
-from facilitair.server.auth import Principal, TicketError
+from facilitair.protocol.encoding import sse_frame, sse_notice
+from facilitair.protocol.events import MAX_SEQ, EventName
+from facilitair.server.auth import Principal
 from facilitair.server.container import Container
-from facilitair.server.deps import ContainerDep, PrincipalDep, principal_from_key
+from facilitair.server.deps import (
+    KEY_REVOKED,
+    ContainerDep,
+    KeyWatch,
+    PrincipalDep,
+    principal_from_key,
+    principal_from_ticket,
+)
 from facilitair.server.errors import ApiError
-from facilitair.server.tasks import cancel_task, start_task, stream_status, tenant_stream
+from facilitair.server.tasks import (
+    cancel_task,
+    resume_point,
+    start_task,
+    stream_status,
+    tenant_stream,
+)
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 429)
+    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 410, 413, 422, 429)
 }
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/stream", tags=["stream"], responses=ERRORS)
 
@@ -54,13 +73,10 @@ async def _stream_principal(
     container: Container, stream_id: str, api_key: str | None, ticket: str | None
 ) -> Principal:
     if ticket and not api_key and not container.settings.no_auth:
-        try:
-            ticket_stream, tenant_id = container.tickets.verify(ticket)
-        except TicketError as exc:
-            raise ApiError(401, str(exc)) from None
+        ticket_stream, principal = await principal_from_ticket(container, ticket)
         if ticket_stream != stream_id:
             raise ApiError(401, "this ticket is for another stream")
-        return Principal(tenant_id=tenant_id, key_id="ticket")
+        return principal
     return await principal_from_key(container, api_key)
 
 
@@ -78,29 +94,39 @@ async def stream_events(
     stream_id: str,
     container: ContainerDep,
     x_api_key: Annotated[str | None, Header()] = None,
-    last_event_id_header: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
-    ticket: Annotated[str | None, Query(description="From POST /api/stream/{id}/ticket")] = None,
-    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id_header: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_SEQ)
+    ] = None,
+    ticket: Annotated[
+        str | None, Query(max_length=1000, description="From POST /api/stream/{id}/ticket")
+    ] = None,
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> Response:
     principal = await _stream_principal(container, stream_id, x_api_key, ticket)
     record = await tenant_stream(container, stream_id, principal.tenant_id)
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
-    log = container.events
-    last = await log.last_seq(stream_id)
-    if last == 0 and record.status in FINISHED_STATUSES:
-        raise ApiError(404, f"stream {stream_id} has expired; its result is kept in the history")
-    # No events yet (last == 0) means not finished: skip that store round trip.
-    if after >= last and last > 0 and await log.is_finished(stream_id):
+    start = await resume_point(container, record, after)
+    if start is None:
         return Response(status_code=204)
     settings = container.settings
+    watch = KeyWatch(container, principal)
 
     async def events() -> AsyncIterator[bytes]:
         container.metrics.subscribers.inc()
         try:
             retry_ms: int | None = settings.sse_retry_ms
-            async for event in container.events.read(
-                stream_id, after, heartbeat_s=settings.heartbeat_s
-            ):
+            # Woken at least every key_check_s, so a revoked key's stream ends in time even
+            # when it is idle; heartbeats still reach the client only every heartbeat_s.
+            wake_s = min(settings.heartbeat_s, settings.key_check_s)
+            next_heartbeat = time.monotonic() + settings.heartbeat_s
+            async for event in container.events.read(stream_id, start, heartbeat_s=wake_s):
+                if await watch.revoked():
+                    yield sse_notice("stream_closed", "key_revoked", KEY_REVOKED)
+                    return
+                if event.event == EventName.HEARTBEAT:
+                    if time.monotonic() < next_heartbeat:
+                        continue
+                    next_heartbeat = time.monotonic() + settings.heartbeat_s
                 yield sse_frame(event, retry_ms=retry_ms)
                 retry_ms = None
         finally:
@@ -108,20 +134,53 @@ async def stream_events(
 
     return _EventStream(
         events(),
+        stall_timeout_s=settings.send_timeout_s,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=3600,  # heartbeats are our own `heartbeat` events
     )
 
 
 class _EventStream(EventSourceResponse):
-    """sse-starlette's response, minus the anyio cancel scope it opens around every send when
-    no send timeout is set (a measurable share of the server's time per token)."""
+    """sse-starlette's response, with its own way to drop a client that stopped reading.
+
+    sse-starlette's `send_timeout` opens an anyio cancel scope around every send, a
+    measurable share of the server's time per token. Here a send only notes when it began,
+    and a watcher in the response's task group ends the response when one has been stuck for
+    `stall_timeout_s` (its memory was bounded all along: a stalled send holds one event, and
+    the log keeps only the reader's cursor)."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        stall_timeout_s: float,
+        headers: dict[str, str],
+        ping: int,
+    ) -> None:
+        super().__init__(
+            content, headers=headers, ping=ping, data_sender_callable=self._drop_when_stalled
+        )
+        self._stall_timeout_s = stall_timeout_s
+        self._sending_since: float | None = None
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        if self.send_timeout is None:
-            await send(message)
-        else:
-            await super()._send_with_timeout(send, message)
+        self._sending_since = time.monotonic()
+        await send(message)
+        self._sending_since = None
+
+    async def _drop_when_stalled(self) -> None:
+        timeout = self._stall_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            since = self._sending_since
+            if since is not None and time.monotonic() - since > timeout:
+                raise SendTimeoutError()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.info("dropped a client that read nothing for %g s", self._stall_timeout_s)
 
 
 @router.get(
@@ -155,7 +214,7 @@ async def cancel(stream_id: str, container: ContainerDep, principal: PrincipalDe
 async def issue_ticket(stream_id: str, container: ContainerDep, principal: PrincipalDep) -> Ticket:
     await tenant_stream(container, stream_id, principal.tenant_id)
     return Ticket(
-        ticket=container.tickets.issue(stream_id, principal.tenant_id),
+        ticket=container.tickets.issue(stream_id, principal),
         expires_in=container.settings.ticket_ttl_s,
         stream_id=stream_id,
     )

@@ -77,7 +77,7 @@ async def list_tasks(
     container: ContainerDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> TaskList:
     records, total = await container.store.list_tasks(principal.tenant_id, limit, offset)
     items = [TaskSummary.model_validate(_summary(r)) for r in records]

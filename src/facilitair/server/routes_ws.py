@@ -3,6 +3,9 @@
 Client messages: `{"action": "start", ...TaskRequest}`, `{"action": "subscribe", "stream_id",
 "last_event_id"?}`, `{"action": "cancel", "stream_id"}`. Replies that are not stream events:
 `{"event": "task_created", "data": TaskCreated}` and `{"event": "error", "data": {"error"}}`.
+A message the server cannot use (not JSON, not an object, unknown action, wrong types, too
+large, binary) gets an error reply and changes nothing else. Authentication is the X-API-Key
+header or a stream ticket (`?ticket=`), never a key in the URL.
 """
 
 from __future__ import annotations
@@ -10,20 +13,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from starlette.websockets import WebSocketState
 
 from facilitair.protocol.api import TaskRecord, TaskRequest
 from facilitair.protocol.encoding import to_ws
-from facilitair.server.auth import Principal, TicketError
+from facilitair.protocol.events import MAX_SEQ
+from facilitair.server.auth import Principal
 from facilitair.server.container import Container
-from facilitair.server.deps import principal_from_key
+from facilitair.server.deps import (
+    KEY_REVOKED,
+    KeyWatch,
+    principal_from_key,
+    principal_from_ticket,
+)
 from facilitair.server.errors import CODES, ApiError
-from facilitair.server.tasks import cancel_task, start_task, tenant_stream
+from facilitair.server.tasks import cancel_task, resume_point, start_task, tenant_stream
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
+
+CLOSE_REVOKED = 4401
+CLOSE_STALLED = 4408
+
+
+class _Revoked(Exception):
+    pass
 
 
 class _Session:
@@ -34,18 +54,44 @@ class _Session:
         self.only_stream: str | None = None  # a ticket opens one stream and nothing else
         self.send_lock = asyncio.Lock()
         self.readers: dict[str, asyncio.Task[None]] = {}
+        self.watch = KeyWatch(container, principal)
+        self.closed = asyncio.Event()  # set when the server ends the session
 
     async def send(self, message: dict[str, Any]) -> None:
-        async with self.send_lock:
-            await self.socket.send_json(message)
+        """Send, or end the session when the client has not taken a message for
+        send_timeout_s (it stopped reading; what it would have missed stays in the log)."""
+        try:
+            async with self.send_lock, asyncio.timeout(self.container.settings.send_timeout_s):
+                await self.socket.send_json(message)
+        except TimeoutError:
+            log.info("dropped a WebSocket client that read nothing for a while")
+            await self.end(CLOSE_STALLED, "the client stopped reading")
+            raise
 
-    async def error(self, status: int, message: str, stream_id: str | None = None) -> None:
-        data: dict[str, Any] = {"error": {"code": CODES.get(status, "error"), "message": message}}
+    async def end(self, code: int, reason: str) -> None:
+        if not self.closed.is_set():
+            self.closed.set()
+            with contextlib.suppress(Exception):
+                await self.socket.close(code=code, reason=reason)
+
+    async def revoked(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.error(401, KEY_REVOKED, code="key_revoked")
+        await self.end(CLOSE_REVOKED, "API key revoked")
+
+    async def error(
+        self, status: int, message: str, stream_id: str | None = None, code: str | None = None
+    ) -> None:
+        data: dict[str, Any] = {
+            "error": {"code": code or CODES.get(status, "error"), "message": message}
+        }
         if stream_id:
             data["stream_id"] = stream_id
         await self.send({"event": "error", "data": data})
 
     async def handle(self, message: dict[str, Any]) -> None:
+        if await self.watch.revoked(now=True):
+            raise _Revoked
         action = message.get("action")
         if action == "start":
             if self.only_stream is not None:
@@ -66,15 +112,16 @@ class _Session:
             )
             self.subscribe(record.stream_id, 0)
         elif action == "subscribe":
-            stream_id = str(message.get("stream_id", ""))
-            await self._own(stream_id)
+            stream_id = _stream_id(message)
             after = message.get("last_event_id") or 0
-            if not isinstance(after, int) or after < 0:
+            if type(after) is not int or not 0 <= after <= MAX_SEQ:
                 raise ApiError(422, "last_event_id must be a non-negative integer")
-            self.subscribe(stream_id, after)
-        elif action == "cancel":
-            stream_id = str(message.get("stream_id", ""))
             record = await self._own(stream_id)
+            start = await resume_point(self.container, record, after)
+            if start is not None:
+                self.subscribe(record.stream_id, start)
+        elif action == "cancel":
+            record = await self._own(_stream_id(message))
             await cancel_task(self.container, record)
         else:
             raise ApiError(422, "action must be one of start, subscribe, cancel")
@@ -94,10 +141,15 @@ class _Session:
         heartbeat_s = self.container.settings.heartbeat_s
         self.container.metrics.subscribers.inc()
         try:
-            async for event in self.container.events.read(
-                stream_id, after, heartbeat_s=heartbeat_s
-            ):
+            # Woken at least every key_check_s, so a revoked key's session ends in time.
+            wake_s = min(heartbeat_s, self.container.settings.key_check_s)
+            async for event in self.container.events.read(stream_id, after, heartbeat_s=wake_s):
+                if await self.watch.revoked():
+                    await self.revoked()
+                    return
                 await self.send(to_ws(event))
+        except TimeoutError:
+            return  # the client stopped reading; the session is over
         finally:
             self.container.metrics.subscribers.dec()
 
@@ -109,15 +161,19 @@ class _Session:
                 await task
 
 
+def _stream_id(message: dict[str, Any]) -> str:
+    stream_id = message.get("stream_id")
+    if not isinstance(stream_id, str) or not stream_id:
+        raise ApiError(422, "stream_id must be a non-empty string")
+    return stream_id
+
+
 async def _authenticate(socket: WebSocket, container: Container) -> tuple[Principal, str | None]:
     ticket = socket.query_params.get("ticket")
-    key = socket.headers.get("x-api-key") or socket.query_params.get("api_key")
+    key = socket.headers.get("x-api-key")
     if ticket and not key and not container.settings.no_auth:
-        try:
-            stream_id, tenant_id = container.tickets.verify(ticket)
-        except TicketError as exc:
-            raise ApiError(401, str(exc)) from None
-        return Principal(tenant_id=tenant_id, key_id="ticket"), stream_id
+        stream_id, principal = await principal_from_ticket(container, ticket)
+        return principal, stream_id
     return await principal_from_key(container, key), None
 
 
@@ -132,9 +188,20 @@ async def stream_socket(socket: WebSocket) -> None:
     await socket.accept()
     session = _Session(socket, container, principal)
     session.only_stream = only_stream
+    limit = container.settings.max_body_bytes
     try:
-        while True:
-            raw = await socket.receive_text()
+        while not session.closed.is_set():
+            received = await socket.receive()
+            if received["type"] == "websocket.disconnect":
+                break
+            raw = received.get("text")
+            if raw is None:
+                await session.error(400, "messages must be JSON text, not binary")
+                continue
+            if len(raw) > limit:
+                await session.error(413, f"message over {limit} bytes")
+                continue
+            message: Any = None
             try:
                 message = json.loads(raw)
                 if not isinstance(message, dict):
@@ -143,10 +210,33 @@ async def stream_socket(socket: WebSocket) -> None:
             except json.JSONDecodeError:
                 await session.error(400, "message is not valid JSON")
             except ValidationError as exc:
-                await session.error(422, exc.errors()[0].get("msg", "invalid request"))
+                await session.error(422, _first_error(exc))
             except ApiError as exc:
-                await session.error(exc.status, exc.message, message.get("stream_id"))
-    except WebSocketDisconnect:
-        pass
+                stream_id = message.get("stream_id") if isinstance(message, dict) else None
+                await session.error(
+                    exc.status,
+                    exc.message,
+                    stream_id if isinstance(stream_id, str) else None,
+                    code=exc.code,
+                )
+            except _Revoked:
+                await session.revoked()
+            except (WebSocketDisconnect, TimeoutError):
+                raise
+            except Exception:
+                log.exception("WebSocket message failed")
+                await session.error(500, "the server could not handle this message")
+    except (WebSocketDisconnect, TimeoutError, RuntimeError):
+        pass  # the client left, or stopped reading (RuntimeError: the socket closed under us)
     finally:
         await session.close()
+        if socket.client_state == WebSocketState.CONNECTED and not session.closed.is_set():
+            with contextlib.suppress(Exception):
+                await socket.close()
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = str(first.get("msg", "invalid request"))
+    return f"{where}: {message}" if where else message

@@ -107,3 +107,30 @@ async def _terminal_after(container: Container, stream_id: str, after: int) -> N
     async for event in container.events.read(stream_id, max(0, after - 1)):
         if event.is_terminal:
             return
+
+
+async def resume_point(container: Container, record: TaskRecord, after: int) -> int | None:
+    """Where a reader resuming after `after` starts: None when there is nothing more to read
+    (a finished stream read to its end). Raises what a client must act on: 410 when the
+    stream's events have expired (the result stays in the history), 400 when `after` is beyond
+    the stream's last event."""
+    log = container.events
+    last = await log.last_seq(record.stream_id)
+    if last == 0 and record.status in FINISHED_STATUSES:
+        raise ApiError(
+            410,
+            f"stream {record.stream_id} has expired; its result is kept in the history at "
+            f"/api/v1/tasks/{record.task_id}",
+            code="stream_expired",
+        )
+    if after > last:
+        raise ApiError(
+            400,
+            f"Last-Event-ID {after} is beyond the last event of stream {record.stream_id} "
+            f"({last}); resume from {last} or read it from the start",
+            code="last_event_id_ahead",
+        )
+    # No events yet (last == 0) means not finished: skip that store round trip.
+    if after == last and last > 0 and await log.is_finished(record.stream_id):
+        return None
+    return after

@@ -57,7 +57,12 @@ class KeyStore(Protocol):
 
     async def list_keys(self) -> list[ApiKey]: ...
 
-    async def revoke_key(self, key_id_or_name: str, when: str) -> int: ...
+    async def revoke_key(self, match: str, key_hash: str, when: str) -> int:
+        """Revoke the active keys whose id, name or prefix is `match`, or whose hash is
+        `key_hash` (the full key, hashed); how many were revoked."""
+        ...
+
+    async def key_by_id(self, key_id: str) -> ApiKey | None: ...
 
 
 class TaskStore(Protocol):

@@ -186,12 +186,19 @@ class PostgresStore:
         rows = await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at")
         return [ApiKey(*row) for row in rows]
 
-    async def revoke_key(self, key_id_or_name: str, when: str) -> int:
+    async def key_by_id(self, key_id: str) -> ApiKey | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id
+        )
+        return ApiKey(*row) if row else None
+
+    async def revoke_key(self, match: str, key_hash: str, when: str) -> int:
         status = await self.pool.execute(
             "UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL"
-            " AND (key_id = $2 OR name = $2 OR prefix = $2)",
+            " AND (key_id = $2 OR name = $2 OR prefix = $2 OR key_hash = $3)",
             when,
-            key_id_or_name,
+            match,
+            key_hash,
         )
         return _count(status)
 

@@ -135,11 +135,20 @@ class SQLiteStore:
         ) as cur:
             return [ApiKey(*row) for row in await cur.fetchall()]
 
-    async def revoke_key(self, key_id_or_name: str, when: str) -> int:
+    async def key_by_id(self, key_id: str) -> ApiKey | None:
+        async with self.db.execute(
+            "SELECT key_id, name, tenant_id, prefix, created_at, revoked_at FROM api_keys"
+            " WHERE key_id = ?",
+            (key_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return ApiKey(*row) if row else None
+
+    async def revoke_key(self, match: str, key_hash: str, when: str) -> int:
         cur = await self.db.execute(
             "UPDATE api_keys SET revoked_at = ? WHERE revoked_at IS NULL"
-            " AND (key_id = ? OR name = ? OR prefix = ?)",
-            (when, key_id_or_name, key_id_or_name, key_id_or_name),
+            " AND (key_id = ? OR name = ? OR prefix = ? OR key_hash = ?)",
+            (when, match, match, match, key_hash),
         )
         await self.db.commit()
         return cur.rowcount
