@@ -133,6 +133,9 @@ class FacilitairClient:
                         on_reconnect(0, max_reconnects)
                     failures = 0
                     async for sse in source.aiter_sse():
+                        if sse.event == "stream_closed":  # the server ended it (key revoked)
+                            notice = json.loads(sse.data)
+                            raise ClientError(401, notice["code"], notice["message"])
                         event = Event(
                             int(sse.id) if sse.id else None, sse.event, json.loads(sse.data)
                         )
