@@ -81,17 +81,26 @@ async def test_the_secret_is_made_once(store: Store) -> None:
     assert await store.secret("s", "two") == first == "one"
 
 
-async def test_keys_are_found_by_hash_and_revoked_by_id_name_or_prefix(store: Store) -> None:
+async def test_keys_are_found_by_hash_or_id_and_revoked_by_key_id_name_or_prefix(
+    store: Store,
+) -> None:
     await store.add_key(ApiKey("k1", "alice", "t1", "fac_abc", EARLY), "hash1")
     await store.add_key(ApiKey("k2", "bob", "t2", "fac_def", NOW), "hash2")
+    await store.add_key(ApiKey("k3", "carol", "t3", "fac_ghi", NOW), "hash3")
     found = await store.key_by_hash("hash1")
     assert found is not None and found.tenant_id == "t1" and found.revoked_at is None
     assert await store.key_by_hash("nope") is None
-    assert [k.key_id for k in await store.list_keys()] == ["k1", "k2"]
-    assert await store.revoke_key("alice", LATER) == 1
-    assert await store.revoke_key("fac_def", LATER) == 1
-    assert await store.revoke_key("k1", LATER) == 0  # already revoked
+    by_id = await store.key_by_id("k2")
+    assert by_id is not None and by_id.name == "bob"
+    assert await store.key_by_id("nope") is None
+    assert [k.key_id for k in await store.list_keys()] == ["k1", "k2", "k3"]
+    assert await store.revoke_key("alice", "no-such-hash", LATER) == 1  # by name
+    assert await store.revoke_key("fac_def", "no-such-hash", LATER) == 1  # by prefix
+    assert await store.revoke_key("fac_whole_secret", "hash3", LATER) == 1  # by the key itself
+    assert await store.revoke_key("k1", "no-such-hash", LATER) == 0  # already revoked
     assert all(k.revoked_at == LATER for k in await store.list_keys())
+    revoked = await store.key_by_id("k1")
+    assert revoked is not None and revoked.revoked_at == LATER
 
 
 async def test_tasks_are_saved_listed_newest_first_and_counted_per_tenant(store: Store) -> None:
