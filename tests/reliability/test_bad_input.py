@@ -137,3 +137,29 @@ async def test_resume_beyond_the_end_is_a_clear_400(
         created["events_url"], headers={**headers, "Last-Event-ID": "1" + "0" * 30}
     )
     assert huge.status_code == 422
+
+
+async def test_nul_characters_are_refused_alike_on_every_backend(
+    client: httpx.AsyncClient, key: str, fake: FakeOpenAI
+) -> None:
+    """PostgreSQL cannot store or compare NUL in text; the API refuses it before any backend
+    sees it, found by tests/reliability/test_fuzz.py."""
+    headers = {"X-API-Key": key}
+    for body in (
+        {"task": "build\x00it"},
+        {"task": "t", "context": {"notes\x00": "x"}},
+        {"task": "t", "context": {"stack": [["deep\x00"]]}},
+    ):
+        response = await client.post("/api/stream/task", json=body, headers=headers)
+        assert response.status_code == 422, response.text
+        assert "NUL" in response.json()["error"]["message"]
+    for method, path in (
+        ("GET", "/api/v1/tasks/%00"),
+        ("GET", "/api/stream/status/str_%00"),
+        ("GET", "/api/stream/events/%00"),
+        ("DELETE", "/api/v1/cache/%00x"),
+    ):
+        response = await client.request(method, path, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+    assert (await client.get("/api/v1/tasks", headers=headers)).json()["total"] == 0
+    assert fake.requests == []

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from facilitair.protocol.events import Artifact, TaskMetrics
 
@@ -59,6 +66,27 @@ class TaskRequest(BaseModel):
         if not value.strip():
             raise ValueError("task must not be blank")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # A NUL character means nothing in a task, and PostgreSQL cannot store one in text or
+        # JSON: refused alike on every backend.
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL characters (\\u0000)")
+        return data
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 64:
+        return False  # deeper than anything valid; the model's own checks refuse it
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
 
 
 class TaskCreated(BaseModel):

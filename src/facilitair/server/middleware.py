@@ -13,7 +13,8 @@ BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 class RequestGuard:
     """Refuses request bodies over `max_bytes` with 413 — whether or not Content-Length is sent —
-    before the app sees them, and counts error responses by status."""
+    and paths with a NUL character with 400 (no id has one, and PostgreSQL cannot compare one),
+    before the app sees them; counts error responses by status."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, errors: Counter) -> None:
         self.app = app
@@ -30,6 +31,9 @@ class RequestGuard:
                 self.errors.labels(str(message["status"])).inc()
             await send(message)
 
+        if "\x00" in scope["path"]:
+            await _error(counting_send, 400, "bad_request", "the path must not contain NUL")
+            return
         if scope["method"] in BODYLESS:
             await self.app(scope, receive, counting_send)
             return
@@ -72,18 +76,20 @@ class RequestGuard:
                     return
 
     async def _too_large(self, send: Send) -> None:
-        payload = json.dumps(
-            {"error": {"code": "too_large", "message": f"request body over {self.max_bytes} bytes"}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await _error(send, 413, "too_large", f"request body over {self.max_bytes} bytes")
+
+
+async def _error(send: Send, status: int, code: str, message: str) -> None:
+    payload = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
