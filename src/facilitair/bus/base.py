@@ -26,9 +26,9 @@ class EventLog(Protocol):
         ...
 
     async def append(self, stream_id: str, payload: Payload) -> StoredEvent:
-        """Give the event the stream's next seq and make it visible to readers.
-
-        A terminal event is durable before this returns.
+        """Give the event the stream's next seq; readers get it once it is durable (stored, or
+        in Redis), so a process that dies never leaves a reader holding an event the log
+        lost. A terminal event is durable before this returns.
         """
         ...
 
@@ -39,7 +39,9 @@ class EventLog(Protocol):
         stream's terminal event. Yields a heartbeat after `heartbeat_s` of silence."""
         ...
 
-    async def last_seq(self, stream_id: str) -> int: ...
+    async def last_seq(self, stream_id: str) -> int:
+        """The seq of the stream's last appended event (0: none yet)."""
+        ...
 
     async def is_finished(self, stream_id: str) -> bool:
         """Whether the stream's terminal event has been appended."""

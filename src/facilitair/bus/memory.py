@@ -1,15 +1,20 @@
-"""The embedded event log: recent events in memory, all of them persisted to the store.
+"""The embedded event log: recent events in memory, every one of them in the store before any
+reader sees it.
 
-Writers append to a per-stream buffer and wake readers. A background flusher writes the buffer
-to the store in batches; a terminal event is written at once. Readers keep only a cursor (the
-last seq they sent), so a slow reader costs no memory: when it falls behind the buffer it reads
-from the store and catches up.
+Writers append to a per-stream queue and return. One committer writes everything queued, for
+all streams, in one transaction, then makes those events visible and wakes the readers; while
+it commits, new appends queue up for the next transaction (group commit). So a reader never
+holds an event the store does not: a process killed at any instant loses only events nobody
+was sent, and the stream carries on after them without a gap or a repeat. Readers keep only a
+cursor (the last seq they sent), so a slow reader costs no memory: when it falls behind the
+buffer it reads from the store and catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from itertools import islice
@@ -18,26 +23,35 @@ from facilitair.bus.wakeup import Wakeup
 from facilitair.protocol.events import Payload, StoredEvent, envelope, heartbeat
 from facilitair.store.base import EventStore
 
+log = logging.getLogger(__name__)
+
 STORE_PAGE = 500
+RETRY_S = 0.5  # after a failed commit (the events stay queued)
 
 
 class _LiveStream:
     def __init__(self, stream_id: str, last_seq: int) -> None:
         self.stream_id = stream_id
-        self.seq = last_seq
-        self.persisted = last_seq
-        self.buffer: deque[StoredEvent] = deque()
-        self.finished = False
+        self.seq = last_seq  # the last appended
+        self.visible = last_seq  # the last committed, and so readable
+        self.pending: list[StoredEvent] = []  # appended, not committed yet
+        self.buffer: deque[StoredEvent] = deque()  # committed, the most recent ones
+        self.finished = False  # its terminal event has been appended
         self.wakeup = Wakeup()
 
+    @property
+    def ended(self) -> bool:
+        """Its terminal event is committed: nothing more will be readable."""
+        return self.finished and self.visible == self.seq
+
     def since(self, cursor: int) -> list[StoredEvent] | None:
-        """Buffered events after `cursor`, or None when the buffer no longer reaches back."""
+        """Visible events after `cursor`, or None when the buffer no longer reaches back."""
         if not self.buffer:
-            return [] if cursor >= self.seq else None
+            return [] if cursor >= self.visible else None
         buffer = self.buffer
         if cursor + 1 < buffer[0].seq:
             return None
-        return _last(buffer, self.seq - cursor)
+        return _last(buffer, self.visible - cursor)
 
 
 def _last(buffer: deque[StoredEvent], count: int) -> list[StoredEvent]:
@@ -55,25 +69,26 @@ def _last(buffer: deque[StoredEvent], count: int) -> list[StoredEvent]:
 
 
 class MemoryEventLog:
-    def __init__(
-        self, store: EventStore, *, buffer_size: int = 4096, flush_interval_s: float = 0.05
-    ) -> None:
+    def __init__(self, store: EventStore, *, buffer_size: int = 4096) -> None:
         self.store = store
         self.buffer_size = buffer_size
-        self.flush_interval_s = flush_interval_s
         self._live: dict[str, _LiveStream] = {}
-        self._flush_lock = asyncio.Lock()
-        self._flusher: asyncio.Task[None] | None = None
+        # Readers of streams no writer here has open yet (e.g. a dead process's task, until
+        # its lease runs out and this process ends it): woken when one opens.
+        self._opening: dict[str, Wakeup] = {}
+        self._commit_lock = asyncio.Lock()
+        self._queued = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_forever(), name="event-log-flusher")
+        self._committer = asyncio.create_task(self._commit_forever(), name="event-log-committer")
 
     async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        if self._committer is not None:
+            self._committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+                await self._committer
+            self._committer = None
         await self.flush()
 
     async def create(self, stream_id: str) -> None:
@@ -89,6 +104,9 @@ class MemoryEventLog:
         if last and await self._stored_tail_is_terminal(stream_id, last):
             raise RuntimeError(f"stream {stream_id} has ended; it cannot be written again")
         self._live[stream_id] = _LiveStream(stream_id, last)
+        opening = self._opening.pop(stream_id, None)
+        if opening is not None:
+            opening.notify()
 
     async def append(self, stream_id: str, payload: Payload) -> StoredEvent:
         stream = self._live.get(stream_id)
@@ -96,39 +114,50 @@ class MemoryEventLog:
             raise RuntimeError(f"stream {stream_id} is not open for writing")
         stream.seq += 1
         event = envelope(stream_id, stream.seq, payload)
-        stream.buffer.append(event)
+        stream.pending.append(event)
         if event.is_terminal:
             stream.finished = True
-        stream.wakeup.notify()
-        if event.is_terminal or stream.seq - stream.persisted >= self.buffer_size // 2:
-            await self.flush()
+            await self.flush()  # a terminal event is durable when append returns
+        else:
+            self._queued.set()
         return event
 
     async def flush(self) -> None:
-        async with self._flush_lock:
-            pending: list[StoredEvent] = []
-            written: dict[str, int] = {}
-            for stream_id, stream in self._live.items():
-                unwritten = stream.seq - stream.persisted
-                if unwritten <= 0 and not stream.finished:
-                    continue
-                pending.extend(_last(stream.buffer, unwritten))
-                written[stream_id] = stream.seq
-            if pending:
-                await self.store.add_events(pending)
-            for stream_id, seq in written.items():
-                stream = self._live[stream_id]
-                stream.persisted = seq
-                while len(stream.buffer) > self.buffer_size and stream.buffer[0].seq <= seq:
+        """Commit everything appended so far, then show it to readers."""
+        async with self._commit_lock:
+            batch: list[tuple[_LiveStream, list[StoredEvent]]] = []
+            for stream in self._live.values():
+                if stream.pending:
+                    batch.append((stream, stream.pending))
+                    stream.pending = []
+            if not batch:
+                return
+            try:
+                await self.store.add_events([event for _, events in batch for event in events])
+            except BaseException:
+                for stream, events in batch:  # keep them, in order, for the next try
+                    stream.pending[:0] = events
+                raise
+            for stream, events in batch:
+                stream.buffer.extend(events)
+                stream.visible = events[-1].seq
+                while len(stream.buffer) > self.buffer_size:
                     stream.buffer.popleft()
-                if stream.finished and stream.seq == seq:
+                stream.wakeup.notify()
+                if stream.ended:
                     # Readers carry on from the store; nothing more will be written here.
-                    del self._live[stream_id]
+                    del self._live[stream.stream_id]
 
-    async def _flush_forever(self) -> None:
+    async def _commit_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.flush_interval_s)
-            await self.flush()
+            await self._queued.wait()
+            self._queued.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not write events to the store; retrying")
+                self._queued.set()
+                await asyncio.sleep(RETRY_S)
 
     async def last_seq(self, stream_id: str) -> int:
         stream = self._live.get(stream_id)
@@ -137,7 +166,7 @@ class MemoryEventLog:
     async def is_finished(self, stream_id: str) -> bool:
         stream = self._live.get(stream_id)
         if stream is not None:
-            return stream.finished
+            return stream.ended
         last = await self.store.last_seq(stream_id)
         return bool(last) and await self._stored_tail_is_terminal(stream_id, last)
 
@@ -155,7 +184,13 @@ class MemoryEventLog:
             if batch is None:
                 batch = await self.store.events(stream_id, cursor, STORE_PAGE)
                 if not batch and self._live.get(stream_id) is None:
-                    return  # finished (or unknown) and fully read
+                    if cursor == 0 or await self._stored_tail_is_terminal(stream_id, cursor):
+                        return  # finished (or never written) and fully read
+                    # Unfinished, and nobody here writes it yet: wait for its writer.
+                    opening = self._opening.setdefault(stream_id, Wakeup())
+                    if not await opening.wait(heartbeat_s):
+                        yield heartbeat(stream_id, cursor)
+                    continue
             for event in batch:
                 yield event
                 cursor = event.seq
@@ -163,7 +198,7 @@ class MemoryEventLog:
                     return
             if batch or stream is None:
                 continue
-            if stream.seq > cursor:
+            if stream.visible > cursor:
                 continue
             if not await stream.wakeup.wait(heartbeat_s):
                 yield heartbeat(stream_id, cursor)
