@@ -43,6 +43,7 @@ def _entry(row: Any) -> CacheEntry:
 
 
 UNFINISHED = ("queued", "running")
+EVENT_PAGE = 500  # rows per INSERT: 4 parameters each, well under SQLite's 32,766
 
 
 class SQLiteStore:
@@ -63,7 +64,11 @@ class SQLiteStore:
         if self._db is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = await aiosqlite.connect(self.path)
+                # Autocommit: each statement is its own transaction, one trip to aiosqlite's
+                # thread instead of two (the statement, then COMMIT). The event log commits
+                # a batch many times a second, and readers wait for it (bench/stream_overhead.py).
+                # What must be atomic is one statement, or a script with its own BEGIN.
+                db = await aiosqlite.connect(self.path, isolation_level=None)
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA synchronous=NORMAL")
                 await db.execute("PRAGMA busy_timeout=5000")
@@ -240,11 +245,14 @@ class SQLiteStore:
         return [TaskRecord.model_validate_json(row[0]) for row in rows]
 
     async def add_events(self, events: list[StoredEvent]) -> None:
-        await self.db.executemany(
-            "INSERT OR IGNORE INTO events (stream_id, seq, event, data) VALUES (?, ?, ?, ?)",
-            [(e.stream_id, e.seq, e.event, e.data_json) for e in events],
-        )
-        await self.db.commit()
+        # One multi-row INSERT per page: one statement, so one transaction and one trip.
+        for start in range(0, len(events), EVENT_PAGE):
+            page = events[start : start + EVENT_PAGE]
+            values = ", ".join(["(?, ?, ?, ?)"] * len(page))
+            await self.db.execute(
+                f"INSERT OR IGNORE INTO events (stream_id, seq, event, data) VALUES {values}",
+                [field for e in page for field in (e.stream_id, e.seq, e.event, e.data_json)],
+            )
 
     async def events(self, stream_id: str, after: int, limit: int) -> list[StoredEvent]:
         async with self.db.execute(
