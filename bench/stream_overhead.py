@@ -86,6 +86,7 @@ GATE_TIMEOUT_S = 30.0  # the fake starts a held reply by itself after this long
 GOLDEN = (math.sqrt(5) - 1) / 2
 STAMP = re.compile(r"<(\d+)>")
 PARAMS = re.compile(r"bench-tokens=(\d+) bench-rate=([0-9.]+) bench-run=(\w+)")
+PAD = re.compile(r"bench-pad=(\d+)")  # optional: that many bytes of padding in each token
 ROLE = re.compile(r"\b(architect|coder|reviewer|documenter)\b", re.IGNORECASE)
 TERMINAL = {"task_completed", "task_error", "task_cancelled"}
 BURST = "burst"  # run ids of bursts start with it
@@ -207,12 +208,14 @@ class FakeProvider:
             if not run.startswith(BURST):  # a burst starts streaming at once
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.gate(run).wait(), GATE_TIMEOUT_S)
+            found_pad = PAD.search(user)
+            pad = "." * int(found_pad.group(1)) if found_pad else ""
             start = time.monotonic() + phase / rate
             for i in range(count):
                 wait = start + i / rate - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                writer.write(delta(f"<{time.monotonic_ns()}>\n"))
+                writer.write(delta(f"<{time.monotonic_ns()}>{pad}\n"))
                 await writer.drain()
             sent = count
         else:
