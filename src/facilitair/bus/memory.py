@@ -36,6 +36,7 @@ class _LiveStream:
         self.visible = last_seq  # the last committed, and so readable
         self.pending: list[StoredEvent] = []  # appended, not committed yet
         self.buffer: deque[StoredEvent] = deque()  # committed, the most recent ones
+        self.buffer_bytes = 0  # their JSON's length
         self.finished = False  # its terminal event has been appended
         self.wakeup = Wakeup()
 
@@ -69,9 +70,14 @@ def _last(buffer: deque[StoredEvent], count: int) -> list[StoredEvent]:
 
 
 class MemoryEventLog:
-    def __init__(self, store: EventStore, *, buffer_size: int = 4096) -> None:
+    def __init__(
+        self, store: EventStore, *, buffer_size: int = 4096, buffer_bytes: int = 1 << 20
+    ) -> None:
+        """Each open stream keeps its last `buffer_size` events, and no more than about
+        `buffer_bytes` of them, in memory; readers further behind read from the store."""
         self.store = store
         self.buffer_size = buffer_size
+        self.buffer_bytes = buffer_bytes
         self._live: dict[str, _LiveStream] = {}
         # Readers of streams no writer here has open yet (e.g. a dead process's task, until
         # its lease runs out and this process ends it): woken when one opens.
@@ -139,10 +145,14 @@ class MemoryEventLog:
                     stream.pending[:0] = events
                 raise
             for stream, events in batch:
-                stream.buffer.extend(events)
+                buffer = stream.buffer
+                buffer.extend(events)
+                stream.buffer_bytes += sum(len(event.data_json) for event in events)
                 stream.visible = events[-1].seq
-                while len(stream.buffer) > self.buffer_size:
-                    stream.buffer.popleft()
+                while len(buffer) > self.buffer_size or (
+                    stream.buffer_bytes > self.buffer_bytes and len(buffer) > 1
+                ):
+                    stream.buffer_bytes -= len(buffer.popleft().data_json)
                 stream.wakeup.notify()
                 if stream.ended:
                     # Readers carry on from the store; nothing more will be written here.
