@@ -73,7 +73,7 @@ def entry(
 async def test_migrating_twice_applies_nothing_the_second_time(store: Store) -> None:
     assert await store.migrate() == []
     dialect = "sqlite" if isinstance(store, SQLiteStore) else "postgres"
-    assert [m.version for m in migrations(dialect)] == [1, 2, 3]
+    assert [m.version for m in migrations(dialect)] == [1, 2, 3, 4]
 
 
 async def test_the_secret_is_made_once(store: Store) -> None:
@@ -267,3 +267,13 @@ async def test_a_database_from_before_migrations_is_adopted_and_its_running_task
         assert await store.take_task("me", LATER) is None  # not mistaken for a queued task
     finally:
         await store.close()
+
+
+async def test_seq_reservations_are_set_and_read_per_stream(store: Store) -> None:
+    assert await store.reserved_seq("s1") == 0
+    await store.reserve_seq("s1", 1000)
+    await store.reserve_seq("s2", 7)
+    assert await store.reserved_seq("s1") == 1000
+    await store.reserve_seq("s1", 12)  # its writer gives back what it did not use
+    assert await store.reserved_seq("s1") == 12
+    assert await store.reserved_seq("s2") == 7

@@ -111,6 +111,15 @@ class EventStore(Protocol):
 
     async def last_seq(self, stream_id: str) -> int: ...
 
+    async def reserve_seq(self, stream_id: str, upto: int) -> None:
+        """Record that seqs up to `upto` may have been shown to readers of the stream (its
+        one writer sets it; a lower value releases what was reserved beyond it)."""
+        ...
+
+    async def reserved_seq(self, stream_id: str) -> int:
+        """The highest seq reserved for the stream (0: none)."""
+        ...
+
     async def expire_events(self, finished_before: str) -> int:
         """Delete the events of tasks finished before then (the tasks stay in the history);
         return how many events were deleted."""

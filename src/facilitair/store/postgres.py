@@ -323,11 +323,27 @@ class PostgresStore:
         )
         return int(value) if value is not None else 0
 
+    async def reserve_seq(self, stream_id: str, upto: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO seq_reservations (stream_id, reserved) VALUES ($1, $2) ON CONFLICT"
+            " (stream_id) DO UPDATE SET reserved = excluded.reserved",
+            stream_id,
+            upto,
+        )
+
+    async def reserved_seq(self, stream_id: str) -> int:
+        value = await self.pool.fetchval(
+            "SELECT reserved FROM seq_reservations WHERE stream_id = $1", stream_id
+        )
+        return int(value) if value is not None else 0
+
     async def expire_events(self, finished_before: str) -> int:
+        finished = "SELECT stream_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1"
+        await self.pool.execute(
+            f"DELETE FROM seq_reservations WHERE stream_id IN ({finished})", finished_before
+        )
         status = await self.pool.execute(
-            "DELETE FROM events WHERE stream_id IN (SELECT stream_id FROM tasks"
-            " WHERE finished_at IS NOT NULL AND finished_at < $1)",
-            finished_before,
+            f"DELETE FROM events WHERE stream_id IN ({finished})", finished_before
         )
         return _count(status)
 

@@ -270,11 +270,27 @@ class SQLiteStore:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def reserve_seq(self, stream_id: str, upto: int) -> None:
+        await self.db.execute(
+            "INSERT INTO seq_reservations (stream_id, reserved) VALUES (?, ?) ON CONFLICT"
+            " (stream_id) DO UPDATE SET reserved = excluded.reserved",
+            (stream_id, upto),
+        )
+
+    async def reserved_seq(self, stream_id: str) -> int:
+        async with self.db.execute(
+            "SELECT reserved FROM seq_reservations WHERE stream_id = ?", (stream_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def expire_events(self, finished_before: str) -> int:
+        finished = "SELECT stream_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?"
+        await self.db.execute(
+            f"DELETE FROM seq_reservations WHERE stream_id IN ({finished})", (finished_before,)
+        )
         cur = await self.db.execute(
-            "DELETE FROM events WHERE stream_id IN (SELECT stream_id FROM tasks"
-            " WHERE finished_at IS NOT NULL AND finished_at < ?)",
-            (finished_before,),
+            f"DELETE FROM events WHERE stream_id IN ({finished})", (finished_before,)
         )
         await self.db.commit()
         return cur.rowcount
