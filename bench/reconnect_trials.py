@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import sys
@@ -40,16 +39,14 @@ import itertools
 from stream_overhead import (
     SERVICES,
     Child,
-    facilitair_command,
-    free_port,
+    facilitair_env,
     run_async,
-    spawn,
+    start_fake,
+    start_server,
     start_services,
     stop_services,
-    wait_ready,
 )
 
-SCRIPT = Path(__file__).resolve().parent / "stream_overhead.py"
 TERMINAL = ("task_completed", "task_error", "task_cancelled")
 
 Received = list[tuple[int, str, str]]
@@ -115,32 +112,14 @@ def compare(got: Received, expected: Received) -> tuple[int, int, int]:
 
 
 async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) -> None:
-    fake_port = free_port()
-    argv = [sys.executable, str(SCRIPT), "--fake-port", str(fake_port)]
-    fake = spawn("fake", argv, dict(os.environ), workdir)
-    children.append(fake)
-    fake_url = f"http://127.0.0.1:{fake_port}/v1"
-    await wait_ready(fake, f"{fake_url}/models")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAC_")}
-    env.update(
-        FAC_DATA_DIR=str(workdir / "data"),
-        FAC_LLM_BASE_URL=fake_url,
-        FAC_LLM_API_KEY="x",
-        FAC_RATE_LIMIT_PER_MINUTE="100000",
-        FAC_CACHE_ENABLED="false",
-    )
+    fake_url = await start_fake(workdir, children)
+    env = facilitair_env(workdir / "data", fake_url, FAC_CACHE_ENABLED="false")
     count = 1
     if args.backend == "scaleout":
         env.update(start_services(SERVICES))
         count = 2
-    urls = []
-    for n in range(count):
-        port = free_port()
-        command = [*facilitair_command(), "serve", "--port", str(port), "--no-auth"]
-        server = spawn(f"server-{n}", [*command, "--log-level", "warning"], env, workdir)
-        children.append(server)
-        urls.append(f"http://127.0.0.1:{port}")
-        await wait_ready(server, f"{urls[-1]}/api/v1/health")
+    servers = [await start_server(env, f"server-{n}", workdir, children) for n in range(count)]
+    urls = [server.url for server in servers]
     rng = random.Random(args.seed)
     clients = [httpx.AsyncClient(base_url=url, timeout=60) for url in urls]
     task = f"Write the module. bench-tokens={args.tokens} bench-rate={args.rate:g} bench-run=burst"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import sys
 import tempfile
@@ -37,16 +36,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_overhead import (
-    Child,
-    facilitair_command,
-    free_port,
-    run_async,
-    spawn,
-    wait_ready,
-)
+from stream_overhead import Child, facilitair_env, run_async, start_fake, start_server
 
-SCRIPT = Path(__file__).resolve().parent / "stream_overhead.py"
 SAMPLE_S = 0.2
 
 
@@ -143,31 +134,15 @@ async def phase(
 
 
 async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) -> None:
-    fake_port = free_port()
-    fake = spawn(
-        "fake",
-        [sys.executable, str(SCRIPT), "--fake-port", str(fake_port)],
-        dict(os.environ),
-        workdir,
-    )
-    children.append(fake)
-    fake_url = f"http://127.0.0.1:{fake_port}/v1"
-    await wait_ready(fake, f"{fake_url}/models")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAC_")}
-    env.update(
-        FAC_DATA_DIR=str(workdir / "data"),
-        FAC_LLM_BASE_URL=fake_url,
-        FAC_LLM_API_KEY="x",
-        FAC_RATE_LIMIT_PER_MINUTE="100000",
+    fake_url = await start_fake(workdir, children)
+    env = facilitair_env(
+        workdir / "data",
+        fake_url,
         FAC_SEND_TIMEOUT_S=str(args.send_timeout),
         FAC_CACHE_ENABLED="false",
     )
-    port = free_port()
-    argv = [*facilitair_command(), "serve", "--port", str(port), "--no-auth"]
-    server = spawn("server", [*argv, "--log-level", "warning"], env, workdir)
-    children.append(server)
-    url = f"http://127.0.0.1:{port}"
-    await wait_ready(server, f"{url}/api/v1/health")
+    server = await start_server(env, "server", workdir, children)
+    url = server.url
     idle = rss_mb(server.proc.pid)
     rows = [await phase(name, args, url, server.proc.pid) for name in ("reading", "stalled")]
     volume = args.tasks * args.tokens * (args.pad + 200) / 1e6

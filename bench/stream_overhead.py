@@ -252,6 +252,7 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    url: str = ""  # a server's base URL
 
     def tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -780,17 +781,49 @@ BACKENDS = {
 }
 
 
+async def start_fake(workdir: Path, children: list[Child]) -> str:
+    """The fake provider in a process of its own; its base URL."""
+    port = free_port()
+    fake = spawn(
+        "fake", [sys.executable, str(SCRIPT), "--fake-port", str(port)], dict(os.environ), workdir
+    )
+    children.append(fake)
+    url = f"http://127.0.0.1:{port}/v1"
+    await wait_ready(fake, f"{url}/models")
+    return url
+
+
+def facilitair_env(data_dir: Path, fake_url: str, **settings: str) -> dict[str, str]:
+    """This environment without FAC_* settings, plus what points Facilitair at the fake."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAC_")}
+    env.update(
+        FAC_DATA_DIR=str(data_dir),
+        FAC_LLM_BASE_URL=fake_url,
+        FAC_LLM_API_KEY="x",
+        FAC_RATE_LIMIT_PER_MINUTE="100000",
+        **settings,
+    )
+    return env
+
+
+async def start_server(
+    env: dict[str, str], name: str, workdir: Path, children: list[Child]
+) -> Child:
+    """`facilitair serve --no-auth` on a free port, ready; `child.url` is its base URL."""
+    port = free_port()
+    argv = [*facilitair_command(), "serve", "--port", str(port), "--no-auth"]
+    server = spawn(name, [*argv, "--log-level", "warning"], env, workdir)
+    children.append(server)
+    server.url = f"http://127.0.0.1:{port}"
+    await wait_ready(server, f"{server.url}/api/v1/health")
+    return server
+
+
 async def start_servers(
     backend: str, fake_url: str, workdir: Path, children: list[Child]
 ) -> tuple[list[str], list[int]]:
     """The API processes of one backend: their URLs and PIDs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAC_")}
-    env.update(
-        FAC_DATA_DIR=str(workdir / f"data-{backend}"),
-        FAC_LLM_BASE_URL=fake_url,
-        FAC_LLM_API_KEY="x",
-        FAC_RATE_LIMIT_PER_MINUTE="100000",
-    )
+    env = facilitair_env(workdir / f"data-{backend}", fake_url)
     count = 1
     if backend == "scaleout":
         env.update(start_services(SERVICES))
@@ -851,12 +884,8 @@ def stop_services(folder: Path) -> None:
 
 
 async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) -> list[Level]:
-    fake_port = free_port()
-    argv = [sys.executable, str(SCRIPT), "--fake-port", str(fake_port)]
-    fake = spawn("fake", argv, dict(os.environ), workdir)
-    children.append(fake)
-    fake_url = f"http://127.0.0.1:{fake_port}/v1"
-    await wait_ready(fake, f"{fake_url}/models")
+    fake_url = await start_fake(workdir, children)
+    fake_pid = children[-1].proc.pid
 
     tokens, rate = args.tokens, args.rate
     timeout_s = 2 / rate + tokens / rate * 1.5 + 15
@@ -882,16 +911,14 @@ async def bench(args: argparse.Namespace, workdir: Path, children: list[Child]) 
         await drive(4, 20.0, fake_url, warm)
         for streams in args.levels:
             print(f"... {backend}, {streams} streams: direct", file=sys.stderr, flush=True)
-            baseline = await drive(streams, timeout_s, fake_url, direct, [fake.proc.pid])
+            baseline = await drive(streams, timeout_s, fake_url, direct, [fake_pid])
             print(f"... {backend}, {streams} streams: facilitair", file=sys.stderr, flush=True)
             measured = await drive(streams, timeout_s, fake_url, via, pids)
             levels.append(Level(backend, streams, baseline, measured))
         if args.burst:
             streams = args.burst
             print(f"... {backend}, burst of {streams}: direct", file=sys.stderr, flush=True)
-            baseline = await drive(
-                streams, timeout_s, fake_url, direct, [fake.proc.pid], burst=True
-            )
+            baseline = await drive(streams, timeout_s, fake_url, direct, [fake_pid], burst=True)
             print(f"... {backend}, burst of {streams}: facilitair", file=sys.stderr, flush=True)
             measured = await drive(streams, timeout_s, fake_url, via, pids, burst=True)
             levels.append(Level(backend, streams, baseline, measured, burst=True))
