@@ -604,7 +604,10 @@ class Level:
 
 
 def _f(value: float, fmt: str = "8.2f") -> str:
-    return format(value, fmt) if not math.isnan(value) else format("n/a", ">" + fmt.lstrip("+"))
+    if not math.isnan(value):
+        return format(value, fmt)
+    width = re.match(r"\+?(\d*)", fmt)
+    return format("n/a", ">" + width.group(1)) if width and width.group(1) else "n/a"
 
 
 def report(levels: list[Level], tokens: int, rate: float) -> None:

@@ -310,9 +310,11 @@ def worker(
 async def _work(settings: Settings) -> None:
     import signal
 
+    from facilitair.runtime import settle_heap
     from facilitair.server.container import Container
 
     container = await Container.start(settings)
+    settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGINT, signal.SIGTERM):

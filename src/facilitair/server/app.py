@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +10,7 @@ from fastapi import FastAPI
 from facilitair import __version__
 from facilitair.config import Settings
 from facilitair.observability import Metrics
+from facilitair.runtime import settle_heap
 from facilitair.server import routes_stream, routes_v1, routes_ws
 from facilitair.server.container import Container
 from facilitair.server.errors import install_error_handlers
@@ -33,11 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = await Container.start(settings, metrics)
         app.state.container = container
-        # Everything built so far lives as long as the server: keep it out of the collector's
-        # way. Otherwise each full collection walks it all and stalls every stream for
-        # ~100 ms (measured by bench/stream_overhead.py).
-        gc.collect()
-        gc.freeze()
+        settle_heap()
         try:
             yield
         finally:
