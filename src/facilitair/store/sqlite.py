@@ -15,6 +15,7 @@ from facilitair.protocol.events import StoredEvent, utc_now
 from facilitair.store.base import ApiKey, StoreUnavailable
 from facilitair.store.migrations import CREATE_TABLE, pending
 
+KEY_COLUMNS = "key_id, name, tenant_id, prefix, created_at, revoked_at"
 # In CacheEntry.from_row's order.
 CACHE_COLUMNS = (
     "entry_id, tenant_id, partition, task, vector, body, cost_usd, duration_s, created_at,"
@@ -65,8 +66,7 @@ class SQLiteStore:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 # Autocommit: each statement is its own transaction, one trip to aiosqlite's
-                # thread instead of two (the statement, then COMMIT). The event log commits
-                # a batch many times a second, and readers wait for it (bench/stream_overhead.py).
+                # thread instead of two (the statement, then COMMIT), so no method commits.
                 # What must be atomic is one statement, or a script with its own BEGIN.
                 db = await aiosqlite.connect(self.path, isolation_level=None)
                 await db.execute("PRAGMA journal_mode=WAL")
@@ -82,7 +82,6 @@ class SQLiteStore:
     async def migrate(self) -> list[int]:
         await self._connect()
         await self.db.execute(CREATE_TABLE)
-        await self.db.commit()
         async with self.db.execute("SELECT version FROM schema_migrations") as cur:
             applied = {int(row[0]) for row in await cur.fetchall()}
         done = []
@@ -110,7 +109,6 @@ class SQLiteStore:
         await self.db.execute(
             "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, factory)
         )
-        await self.db.commit()
         async with self.db.execute("SELECT value FROM secrets WHERE name = ?", (name,)) as cur:
             row = await cur.fetchone()
         assert row is not None
@@ -122,12 +120,10 @@ class SQLiteStore:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (key.key_id, key.name, key.tenant_id, key.prefix, key_hash, key.created_at),
         )
-        await self.db.commit()
 
     async def key_by_hash(self, key_hash: str) -> ApiKey | None:
         async with self.db.execute(
-            "SELECT key_id, name, tenant_id, prefix, created_at, revoked_at FROM api_keys"
-            " WHERE key_hash = ?",
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?",
             (key_hash,),
         ) as cur:
             row = await cur.fetchone()
@@ -135,15 +131,13 @@ class SQLiteStore:
 
     async def list_keys(self) -> list[ApiKey]:
         async with self.db.execute(
-            "SELECT key_id, name, tenant_id, prefix, created_at, revoked_at FROM api_keys"
-            " ORDER BY created_at"
+            f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at"
         ) as cur:
             return [ApiKey(*row) for row in await cur.fetchall()]
 
     async def key_by_id(self, key_id: str) -> ApiKey | None:
         async with self.db.execute(
-            "SELECT key_id, name, tenant_id, prefix, created_at, revoked_at FROM api_keys"
-            " WHERE key_id = ?",
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?",
             (key_id,),
         ) as cur:
             row = await cur.fetchone()
@@ -155,7 +149,6 @@ class SQLiteStore:
             " AND (key_id = ? OR name = ? OR prefix = ? OR key_hash = ?)",
             (when, match, match, match, key_hash),
         )
-        await self.db.commit()
         return cur.rowcount
 
     async def add_task(
@@ -176,7 +169,6 @@ class SQLiteStore:
                 lease_until,
             ),
         )
-        await self.db.commit()
 
     async def _one(self, where: str, value: str) -> TaskRecord | None:
         async with self.db.execute(f"SELECT record FROM tasks WHERE {where} = ?", (value,)) as cur:
@@ -194,7 +186,6 @@ class SQLiteStore:
             "UPDATE tasks SET status = ?, finished_at = ?, record = ? WHERE task_id = ?",
             (record.status, record.finished_at, record.model_dump_json(), record.task_id),
         )
-        await self.db.commit()
 
     async def list_tasks(
         self, tenant_id: str, limit: int, offset: int
@@ -223,7 +214,6 @@ class SQLiteStore:
             (owner, lease_until, *([stream_id] if stream_id else [])),
         ) as cur:
             row = await cur.fetchone()
-        await self.db.commit()
         return TaskRecord.model_validate_json(row[0]) if row else None
 
     async def renew_leases(self, owner: str, until: str) -> int:
@@ -231,7 +221,6 @@ class SQLiteStore:
             "UPDATE tasks SET lease_expires_at = ? WHERE owner = ? AND status IN (?, ?)",
             (until, owner, *UNFINISHED),
         )
-        await self.db.commit()
         return cur.rowcount
 
     async def claim_expired_tasks(self, owner: str, now: str, until: str) -> list[TaskRecord]:
@@ -241,7 +230,6 @@ class SQLiteStore:
             (owner, until, *UNFINISHED, now),
         ) as cur:
             rows = await cur.fetchall()
-        await self.db.commit()
         return [TaskRecord.model_validate_json(row[0]) for row in rows]
 
     async def add_events(self, events: list[StoredEvent]) -> None:
@@ -292,7 +280,6 @@ class SQLiteStore:
         cur = await self.db.execute(
             f"DELETE FROM events WHERE stream_id IN ({finished})", (finished_before,)
         )
-        await self.db.commit()
         return cur.rowcount
 
     # --- semantic cache ---
@@ -303,7 +290,6 @@ class SQLiteStore:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_entry_row(entry) for entry in entries],
         )
-        await self.db.commit()
 
     async def cache_entries(self, created_after: str) -> list[CacheEntry]:
         async with self.db.execute(
@@ -325,7 +311,6 @@ class SQLiteStore:
         cur = await self.db.executemany(
             "DELETE FROM cache_entries WHERE entry_id = ?", [(i,) for i in entry_ids]
         )
-        await self.db.commit()
         return cur.rowcount
 
     async def cache_entry_ids(self, tenant_id: str) -> list[str]:
@@ -366,7 +351,6 @@ class SQLiteStore:
             " saved_usd = saved_usd + excluded.saved_usd, saved_s = saved_s + excluded.saved_s",
             (tenant_id, int(hit), int(not hit), saved_usd, saved_s),
         )
-        await self.db.commit()
 
     async def cache_stats(self, tenant_id: str) -> CacheStats:
         async with self.db.execute(
