@@ -21,20 +21,21 @@ from facilitair.protocol.api import (
     Ticket,
 )
 from facilitair.protocol.encoding import sse_frame, sse_notice
-from facilitair.protocol.events import MAX_SEQ, EventName
+from facilitair.protocol.events import MAX_SEQ
 from facilitair.server.auth import Principal
 from facilitair.server.container import Container
 from facilitair.server.deps import (
     KEY_REVOKED,
     ContainerDep,
-    KeyWatch,
     PrincipalDep,
     principal_from_key,
     principal_from_ticket,
 )
 from facilitair.server.errors import ApiError
 from facilitair.server.tasks import (
+    KeyRevoked,
     cancel_task,
+    follow,
     resume_point,
     start_task,
     stream_status,
@@ -109,26 +110,16 @@ async def stream_events(
     if start is None:
         return Response(status_code=204)
     settings = container.settings
-    watch = KeyWatch(container, principal)
 
     async def events() -> AsyncIterator[bytes]:
         container.metrics.subscribers.inc()
         try:
             retry_ms: int | None = settings.sse_retry_ms
-            # Woken at least every key_check_s, so a revoked key's stream ends in time even
-            # when it is idle; heartbeats still reach the client only every heartbeat_s.
-            wake_s = min(settings.heartbeat_s, settings.key_check_s)
-            next_heartbeat = time.monotonic() + settings.heartbeat_s
-            async for event in container.events.read(stream_id, start, heartbeat_s=wake_s):
-                if await watch.revoked():
-                    yield sse_notice("stream_closed", "key_revoked", KEY_REVOKED)
-                    return
-                if event.event == EventName.HEARTBEAT:
-                    if time.monotonic() < next_heartbeat:
-                        continue
-                    next_heartbeat = time.monotonic() + settings.heartbeat_s
+            async for event in follow(container, principal, stream_id, start):
                 yield sse_frame(event, retry_ms=retry_ms)
                 retry_ms = None
+        except KeyRevoked:
+            yield sse_notice("stream_closed", "key_revoked", KEY_REVOKED)
         finally:
             container.metrics.subscribers.dec()
 

@@ -32,7 +32,14 @@ from facilitair.server.deps import (
     principal_from_ticket,
 )
 from facilitair.server.errors import CODES, ApiError
-from facilitair.server.tasks import cancel_task, resume_point, start_task, tenant_stream
+from facilitair.server.tasks import (
+    KeyRevoked,
+    cancel_task,
+    follow,
+    resume_point,
+    start_task,
+    tenant_stream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +145,12 @@ class _Session:
         self.readers[stream_id] = asyncio.create_task(self._forward(stream_id, after))
 
     async def _forward(self, stream_id: str, after: int) -> None:
-        heartbeat_s = self.container.settings.heartbeat_s
         self.container.metrics.subscribers.inc()
         try:
-            # Woken at least every key_check_s, so a revoked key's session ends in time.
-            wake_s = min(heartbeat_s, self.container.settings.key_check_s)
-            async for event in self.container.events.read(stream_id, after, heartbeat_s=wake_s):
-                if await self.watch.revoked():
-                    await self.revoked()
-                    return
+            async for event in follow(self.container, self.principal, stream_id, after):
                 await self.send(to_ws(event))
+        except KeyRevoked:
+            await self.revoked()
         except TimeoutError:
             return  # the client stopped reading; the session is over
         finally:

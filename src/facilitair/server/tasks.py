@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator
 
 from facilitair.protocol.api import FINISHED_STATUSES, StreamStatus, TaskRecord, TaskRequest
-from facilitair.protocol.events import utc_now
+from facilitair.protocol.events import EventName, StoredEvent, utc_now
 from facilitair.server.auth import Principal
 from facilitair.server.container import Container
+from facilitair.server.deps import KeyWatch
 from facilitair.server.errors import ApiError
 
 
@@ -134,3 +137,27 @@ async def resume_point(container: Container, record: TaskRecord, after: int) -> 
     if after == last and last > 0 and await log.is_finished(record.stream_id):
         return None
     return after
+
+
+class KeyRevoked(Exception):
+    """The key a reader authenticated with has been revoked: its stream ends."""
+
+
+async def follow(
+    container: Container, principal: Principal, stream_id: str, after: int
+) -> AsyncIterator[StoredEvent]:
+    """A stream's events after `after`, for a reader of `principal`'s (SSE and WebSocket alike):
+    a heartbeat after every `heartbeat_s` of silence, and KeyRevoked once the reader's key is
+    revoked. The log wakes it at least every `key_check_s`, so that holds while idle too."""
+    settings = container.settings
+    watch = KeyWatch(container, principal)
+    wake_s = min(settings.heartbeat_s, settings.key_check_s)
+    next_heartbeat = time.monotonic() + settings.heartbeat_s
+    async for event in container.events.read(stream_id, after, heartbeat_s=wake_s):
+        if await watch.revoked():
+            raise KeyRevoked
+        if event.event == EventName.HEARTBEAT:
+            if time.monotonic() < next_heartbeat:
+                continue
+            next_heartbeat = time.monotonic() + settings.heartbeat_s
+        yield event
