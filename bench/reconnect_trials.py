@@ -24,9 +24,7 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,11 +38,10 @@ from stream_overhead import (
     SERVICES,
     Child,
     facilitair_env,
-    run_async,
+    run_in_workdir,
     start_fake,
     start_server,
     start_services,
-    stop_services,
 )
 
 TERMINAL = ("task_completed", "task_error", "task_cancelled")
@@ -162,16 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    children: list[Child] = []
-    with tempfile.TemporaryDirectory(prefix="fac-reconnect-") as tmp:
-        try:
-            run_async(bench(args, Path(tmp), children))
-        finally:
-            for child in reversed(children):
-                child.stop()
-            if args.backend == "scaleout":
-                stop_services(SERVICES)
-                shutil.rmtree(SERVICES, ignore_errors=True)
+    run_in_workdir("fac-reconnect-", lambda workdir, children: bench(args, workdir, children))
     return 0
 
 

@@ -29,14 +29,13 @@ import argparse
 import asyncio
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_overhead import Child, facilitair_env, run_async, start_fake, start_server
+from stream_overhead import Child, facilitair_env, run_in_workdir, start_fake, start_server
 
 SAMPLE_S = 0.2
 
@@ -184,13 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    children: list[Child] = []
-    with tempfile.TemporaryDirectory(prefix="fac-stalled-") as tmp:
-        try:
-            run_async(bench(args, Path(tmp), children))
-        finally:
-            for child in reversed(children):
-                child.stop()
+    run_in_workdir("fac-stalled-", lambda workdir, children: bench(args, workdir, children))
     return 0
 
 

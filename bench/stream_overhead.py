@@ -72,12 +72,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import aconnect_sse
 
 SCRIPT = Path(__file__).resolve()
+T = TypeVar("T")
 TARGET_STREAMS = 100
 TARGET_P99_ADDED_MS = 5.0
 TARGET_BURST_P99_MS = 100.0
@@ -99,7 +100,7 @@ REVIEWER_REPLY = '```json\n{"approved": true, "score": 9, "issues": []}\n```\n'
 DOCUMENTER_REPLY = "# Doc\n"
 
 
-def run_async(main: Coroutine[Any, Any, Any]) -> Any:
+def run_async(main: Coroutine[Any, Any, T]) -> T:
     """Run on uvloop when it is installed (as uvicorn does), else on asyncio's default loop."""
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     with contextlib.suppress(ImportError):
@@ -971,20 +972,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.fake_port is not None:
-        run_async(FakeProvider().serve(args.fake_port))
-        return 0
+def run_in_workdir(prefix: str, work: Callable[[Path, list[Child]], Coroutine[Any, Any, T]]) -> T:
+    """Run `work` in a temporary folder; every child process it started is stopped after, and
+    the services, if it started them."""
     children: list[Child] = []
-    with tempfile.TemporaryDirectory(prefix="fac-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         try:
-            levels = run_async(bench(args, Path(tmp), children))
+            return run_async(work(Path(tmp), children))
         finally:
             for child in reversed(children):
                 child.stop()
             stop_services(SERVICES)
             shutil.rmtree(SERVICES, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.fake_port is not None:
+        run_async(FakeProvider().serve(args.fake_port))
+        return 0
+    levels = run_in_workdir("fac-bench-", lambda workdir, children: bench(args, workdir, children))
     report(levels, args.tokens, args.rate)
     report_bursts([lv for lv in levels if lv.burst], args.tokens, args.rate)
     return 0
