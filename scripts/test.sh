@@ -4,7 +4,7 @@
 # browser and scale-out ones included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --dev
 bash scripts/setup-web.sh
 bash scripts/services.sh install  # the tests start their own servers from these packages
 

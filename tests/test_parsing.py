@@ -11,6 +11,7 @@ from facilitair.agents.parsing import (
     extract_artifacts,
     parse_plan,
     parse_verdict,
+    plan_design,
     safe_relative_path,
 )
 
@@ -75,10 +76,31 @@ def test_plan_cut_to_max_chunks_drops_dependencies_on_the_cut() -> None:
 
 
 @pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param([chunk("a"), chunk("a", "a")], id="duplicate-ids"),
+        pytest.param([chunk(1), chunk("1")], id="duplicate-int-and-str"),
+        pytest.param([chunk(""), chunk("b", "")], id="blank-id"),
+        pytest.param([{"description": "x"}, chunk("b")], id="missing-id"),
+    ],
+)
+def test_plan_with_unusable_ids_is_numbered_by_position(chunks: list[object]) -> None:
+    # Constrained decoding guarantees the shape, not unique ids; the dependencies are then
+    # ambiguous, so they are dropped rather than guessed.
+    assert plan_of(fenced({"chunks": chunks})) == [("c1", []), ("c2", [])]
+
+
+def test_plan_design_is_the_design_field_of_a_json_plan() -> None:
+    assert plan_design(fenced({"design": "A CLI with two modules", **TWO})) == (
+        "A CLI with two modules"
+    )
+    prose = "Design: a CLI.\n" + fenced(TWO)
+    assert plan_design(prose) == prose
+
+
+@pytest.mark.parametrize(
     "text",
     [
-        pytest.param(fenced({"chunks": [chunk("a"), chunk("a")]}), id="duplicate-ids"),
-        pytest.param(fenced({"chunks": [chunk(1), chunk("1")]}), id="duplicate-int-and-str"),
         pytest.param(fenced({"chunks": [chunk("a", "b"), chunk("b", "a")]}), id="cycle-2"),
         pytest.param(
             fenced({"chunks": [chunk("a", "c"), chunk("b", "a"), chunk("c", "b")]}), id="cycle-3"

@@ -3,6 +3,7 @@ models and prices (AgentConfig). Both are read once, at startup, into the app co
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from importlib import resources
@@ -89,11 +90,17 @@ class RoleConfig(BaseModel):
     system_prompt: str
     json_retry_prompt: str = ""
     revise_prompt: str = ""
+    # The JSON schema the answer must follow (a file in facilitair/schemas/, without ".json"),
+    # sent to providers that can enforce it; "" for free text.
+    output_schema: str = ""
 
 
 class ProviderConfig(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
+    # Send JSON schemas as `response_format`; unset: on for the hosts in structured_output_hosts.
+    structured_output: bool | None = None
+    extra_body: dict[str, Any] = Field(default_factory=dict)
 
 
 class Price(BaseModel):
@@ -112,14 +119,30 @@ class WorkflowConfig(BaseModel):
     sequential: SequentialConfig = Field(default_factory=SequentialConfig)
 
 
+class ShippedModel(BaseModel):
+    """A GGUF file inside a registry package."""
+
+    package: str  # the import name
+    file: str
+    assemble: bool = False  # shipped in parts that the package's assemble() joins
+    license: str = ""
+    chat_template: str = ""  # a llama.cpp built-in template, for files that carry none
+
+
 class LocalModelConfig(BaseModel):
     model: str = "SmolLM2-135M-Instruct"
     model_path: str = ""
+    chat_template: str = ""  # empty: the model file's own (or the shipped entry's)
     context_tokens: int = Field(default=4096, ge=256)
-    threads: int = Field(default=1, ge=1)
-    repeat_penalty: float = Field(default=1.3, ge=1.0)
+    parallel: int = Field(default=4, ge=1)
+    threads: int = Field(default=2, ge=1)
     max_tokens: int = Field(default=384, ge=16)
+    structured_max_tokens: int = Field(default=1024, ge=16)
+    max_string_chars: int = Field(default=240, ge=16)
+    max_items: int = Field(default=6, ge=1)
     stop: list[str] = Field(default_factory=list)
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    shipped: dict[str, ShippedModel] = Field(default_factory=dict)
 
 
 class AgentConfig(BaseModel):
@@ -129,6 +152,11 @@ class AgentConfig(BaseModel):
     roles: dict[str, RoleConfig]
     prices: dict[str, Price] = Field(default_factory=dict)
     speeds: dict[str, float] = Field(default_factory=dict)
+    structured_output_hosts: list[str] = Field(default_factory=list)
+    schemas: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def output_schema(self, role: RoleConfig) -> dict[str, Any] | None:
+        return self.schemas[role.output_schema] if role.output_schema else None
 
     def uses_local_model(self, settings: Settings) -> bool:
         default = self.providers.get("default")
@@ -173,4 +201,12 @@ def load_agent_config(path: Path | None) -> AgentConfig:
     data = tomllib.loads(text)
     if path is not None:
         data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
-    return AgentConfig.model_validate(data)
+    config = AgentConfig.model_validate(data)
+    names = {role.output_schema for role in config.roles.values() if role.output_schema}
+    schemas = resources.files("facilitair").joinpath("schemas")
+    for name in sorted(names - set(config.schemas)):
+        source = schemas.joinpath(f"{name}.json")
+        if not source.is_file():
+            raise ValueError(f"no schema named {name!r} in facilitair/schemas")
+        config.schemas[name] = json.loads(source.read_text(encoding="utf-8"))
+    return config

@@ -112,13 +112,10 @@ def parse_plan(text: str, max_chunks: int) -> list[PlanChunk] | None:
         if not isinstance(items, list) or not items:
             continue
         try:
-            chunks = [PlanChunk.model_validate(item) for item in items[:max_chunks]]
+            chunks = [PlanChunk.model_validate(item) for item in _with_ids(items[:max_chunks])]
         except ValidationError:
             continue
-        ids = [chunk.id for chunk in chunks]
-        if len(set(ids)) != len(ids):
-            continue
-        known = set(ids)
+        known = {chunk.id for chunk in chunks}
         for chunk in chunks:
             # Unknown or self dependencies are dropped rather than failing the plan.
             chunk.depends_on = [d for d in chunk.depends_on if d in known and d != chunk.id]
@@ -126,6 +123,27 @@ def parse_plan(text: str, max_chunks: int) -> list[PlanChunk] | None:
             continue
         return chunks
     return None
+
+
+def _with_ids(items: list[Any]) -> list[Any]:
+    """Items whose ids are missing, blank or repeated are numbered c1, c2, … by position;
+    their dependencies are then ambiguous and dropped."""
+    ids = [str(item.get("id", "")).strip() if isinstance(item, dict) else "" for item in items]
+    if all(ids) and len(set(ids)) == len(ids):
+        return items
+    return [
+        {**item, "id": f"c{n}", "depends_on": []} if isinstance(item, dict) else item
+        for n, item in enumerate(items, 1)
+    ]
+
+
+def plan_design(text: str) -> str:
+    """The design the coders read: the plan's `design` field when the Architect answered in
+    JSON, else the whole answer."""
+    for value in json_objects(text):
+        if isinstance(value, dict) and isinstance(value.get("design"), str):
+            return str(value["design"]).strip() or text
+    return text
 
 
 def _has_cycle(chunks: list[PlanChunk]) -> bool:

@@ -15,6 +15,7 @@ from facilitair.agents.parsing import (
     extract_artifacts,
     parse_plan,
     parse_verdict,
+    plan_design,
 )
 from facilitair.agents.turns import Emit, TurnResult, TurnRunner
 from facilitair.config import AgentConfig, SequentialConfig
@@ -125,22 +126,23 @@ class SequentialWorkflow:
         plan_view = self._plan_items(chunks, [])
         await self._progress(plan_view, plan_view[1:])
 
-        code = await self._implement(task_text, design.content, chunks)
-        verdict, iterations = await self._review_loop(task_text, design.content, chunks, code)
+        design_text = plan_design(design.content)
+        code = await self._implement(task_text, design_text, chunks)
+        verdict, iterations = await self._review_loop(task_text, design_text, chunks, code)
         files = self._collect_files(chunks, code)
         docs = await self.turns.run(
             role_key="documenter",
             chunk_id="docs",
             agent=self._agent("documenter"),
             description="README",
-            messages=self._docs_messages(task_text, design.content, files),
+            messages=self._docs_messages(task_text, design_text, files),
         )
         readme = docs.content.strip()
         artifacts = list(files.values())
         if readme:
             artifacts = [a for a in artifacts if a.path != "README.md"]
             artifacts.append(Artifact(path="README.md", language="markdown", content=readme + "\n"))
-        content = self._final_markdown(request.task, design.content, artifacts, verdict, readme)
+        content = self._final_markdown(request.task, design_text, artifacts, verdict, readme)
         return WorkflowOutcome(content=content, artifacts=artifacts, iterations=iterations)
 
     def _add_unplanned_turn(self) -> None:

@@ -12,7 +12,14 @@ from typing import Any
 
 from facilitair.config import AgentConfig, RoleConfig
 from facilitair.llm import ProviderSet
-from facilitair.llm.base import ChatMessage, ChatRequest, Completion, ProviderError, Retrying
+from facilitair.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    ProviderError,
+    ResponseSchema,
+    Retrying,
+)
 from facilitair.protocol.events import (
     ChunkCompleted,
     ChunkStarted,
@@ -237,11 +244,13 @@ class TurnRunner:
             )
             await emit(tokens)
 
+        schema = self.config.output_schema(role)
         request = ChatRequest(
             model=model,
             messages=messages,
             temperature=role.temperature,
             max_tokens=role.max_tokens,
+            response_schema=ResponseSchema(role.output_schema, schema) if schema else None,
         )
         batcher = TokenBatcher(send_tokens, self.verbosity)
         began = time.monotonic()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from facilitair.config import AgentConfig, NoProviderConfigured, Settings
 from facilitair.llm.base import LLMProvider, ProviderError
-from facilitair.llm.local import LlamaCppProvider, bundled_model_path, llama_available
+from facilitair.llm.local import LocalModelProvider, runtime_available, shipped_model_path
 from facilitair.llm.openai_compat import OpenAICompatibleProvider
 from facilitair.llm.retry import RetryingProvider, RetryPolicy
 
-__all__ = ["NoProviderConfigured", "ProviderSet", "build_providers"]
+__all__ = ["NoProviderConfigured", "ProviderSet", "build_providers", "local_model_path"]
 
 
 class ProviderSet:
@@ -52,13 +53,22 @@ def build_providers(settings: Settings, config: AgentConfig) -> ProviderSet:
             if api_key is None and settings.llm_api_key is not None:
                 api_key = settings.llm_api_key.get_secret_value()
             if base_url is None:
-                providers[name] = RetryingProvider(_local_provider(config), policy)
+                providers[name] = RetryingProvider(_local_provider(settings, config), policy)
                 continue
         if base_url is None:
             raise NoProviderConfigured(
                 f"LLM provider {name!r} has no base_url in the FAC_CONFIG file"
             )
-        inner = OpenAICompatibleProvider(base_url, api_key, timeout_s=settings.llm_timeout_s)
+        structured = entry.structured_output
+        if structured is None:
+            structured = urlsplit(base_url).hostname in config.structured_output_hosts
+        inner = OpenAICompatibleProvider(
+            base_url,
+            api_key,
+            timeout_s=settings.llm_timeout_s,
+            structured_output=structured,
+            extra_body=entry.extra_body,
+        )
         providers[name] = RetryingProvider(inner, policy)
     missing = {role.provider for role in config.roles.values()} - set(providers)
     if missing:
@@ -66,21 +76,24 @@ def build_providers(settings: Settings, config: AgentConfig) -> ProviderSet:
     return ProviderSet(providers)
 
 
-def _local_provider(config: AgentConfig) -> LLMProvider:
+def local_model_path(settings: Settings, config: AgentConfig) -> Path | None:
+    """The GGUF file the local provider runs: `model_path`, else the shipped file of `model`."""
     local = config.local
-    path = Path(local.model_path) if local.model_path else bundled_model_path()
-    if path is None or not llama_available():
+    if local.model_path:
+        return Path(local.model_path)
+    shipped = local.shipped.get(local.model)
+    return shipped_model_path(shipped, settings.data_dir) if shipped else None
+
+
+def _local_provider(settings: Settings, config: AgentConfig) -> LLMProvider:
+    path = local_model_path(settings, config)
+    if path is None or not runtime_available():
         raise NoProviderConfigured(
             "No LLM is configured and the offline model is not installed. Either set "
             "FAC_LLM_BASE_URL (and FAC_LLM_API_KEY) to an OpenAI-compatible endpoint — OpenAI, "
             "OpenRouter, Ollama, vLLM, llama.cpp server — or run `bash scripts/setup.sh`, which "
-            "installs llama-cpp-python and the SmolLM2 model."
+            f"installs llama.cpp (xllamacpp) and the {config.local.model} model."
         )
-    return LlamaCppProvider(
-        path,
-        n_ctx=local.context_tokens,
-        threads=local.threads,
-        repeat_penalty=local.repeat_penalty,
-        max_tokens=local.max_tokens,
-        stop=local.stop,
-    )
+    shipped = config.local.shipped.get(config.local.model)
+    template = config.local.chat_template or (shipped.chat_template if shipped else "")
+    return LocalModelProvider(path, config.local, template)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -14,12 +14,21 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class ResponseSchema:
+    """A JSON schema the answer must follow, for providers that can enforce one."""
+
+    name: str
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     model: str
     messages: list[ChatMessage]
     temperature: float = 0.2
     max_tokens: int = 2000
     stop: list[str] = field(default_factory=list)
+    response_schema: ResponseSchema | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -23,6 +24,8 @@ from facilitair.llm.base import ChatRequest, Completion, ProviderError, StreamIt
 DRAIN_TIMEOUT_S = 0.1  # after [DONE], how long the rest of the body is read (connection reuse)
 ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error response read for its message
 CHECK_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class SSEDataDecoder:
@@ -62,8 +65,22 @@ class SSEDataDecoder:
 
 
 class OpenAICompatibleProvider:
-    def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float = 600.0) -> None:
+    """`structured_output`: send a request's JSON schema as `response_format`. A provider that
+    answers 400 to it is asked again without, and not sent schemas again.
+    `extra_body`: fields added to every request (e.g. llama.cpp's sampling settings)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 600.0,
+        structured_output: bool = False,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.structured_output = structured_output
+        self._extra_body = extra_body or {}
         self._headers = {
             # Local servers (Ollama, llama.cpp) accept any key; some insist on the header.
             "Authorization": f"Bearer {api_key or 'not-needed'}",
@@ -90,6 +107,7 @@ class OpenAICompatibleProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamItem, None]:
         params: dict[str, Any] = {
+            **self._extra_body,
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "temperature": request.temperature,
@@ -99,15 +117,24 @@ class OpenAICompatibleProvider:
         }
         if request.stop:
             params["stop"] = request.stop
-        url = f"{self.base_url}/chat/completions"
-        try:
-            response = await self._client().post(url, data=orjson.dumps(params))
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ProviderError(
-                f"cannot reach {self.base_url}: {_describe(exc)}",
-                code="connection_error",
-                retryable=True,
-            ) from exc
+        schema = request.response_schema if self.structured_output else None
+        if schema is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema.name, "schema": schema.schema, "strict": True},
+            }
+        response = await self._post(params)
+        if response.status == 400 and schema is not None:
+            error = await _status_error(request.model, response)
+            response.close()
+            self.structured_output = False
+            log.warning(
+                "%s refused a JSON schema (%s); sending none from now on",
+                self.base_url,
+                error.message,
+            )
+            del params["response_format"]
+            response = await self._post(params)
         reusable = False
         try:
             if response.status >= 400:
@@ -171,6 +198,18 @@ class OpenAICompatibleProvider:
             completion_tokens=_count(usage, "completion_tokens"),
             finish_reason=finish_reason,
         )
+
+    async def _post(self, params: dict[str, Any]) -> aiohttp.ClientResponse:
+        try:
+            return await self._client().post(
+                f"{self.base_url}/chat/completions", data=orjson.dumps(params)
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ProviderError(
+                f"cannot reach {self.base_url}: {_describe(exc)}",
+                code="connection_error",
+                retryable=True,
+            ) from exc
 
     async def check(self) -> str:
         try:
