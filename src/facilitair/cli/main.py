@@ -206,6 +206,80 @@ def tasks(
     err.print(f"{len(result['items'])} of {result['total']}")
 
 
+@app.command()
+def models(
+    json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """What each role runs, where its requests go, and the models shipped for offline use."""
+    from facilitair.config import load_agent_config
+    from facilitair.llm import provider_endpoint
+    from facilitair.llm.local import runtime_available, shipped_model_installed
+
+    settings = Settings()
+    config = load_agent_config(settings.config).resolved(settings)
+    roles = []
+    for key, role in config.roles.items():
+        endpoint = provider_endpoint(role.provider, settings, config)
+        max_tokens = role.max_tokens
+        if endpoint.local:
+            cap = config.local.structured_max_tokens if role.output_schema else None
+            max_tokens = min(max_tokens, cap or config.local.max_tokens)
+        roles.append(
+            {
+                "role": key,
+                "name": role.name,
+                "model": role.model,
+                "provider": role.provider,
+                "endpoint": "local" if endpoint.local else endpoint.base_url,
+                "structured_output": bool(role.output_schema) and endpoint.structured_output,
+                "temperature": role.temperature,
+                "max_tokens": max_tokens,
+                "fallbacks": role.fallbacks,
+            }
+        )
+    local = config.local
+    shipped = [
+        {
+            "model": name,
+            "package": entry.package,
+            "license": entry.license,
+            "installed": shipped_model_installed(entry),
+            "selected": name == local.model and not local.model_path,
+        }
+        for name, entry in local.shipped.items()
+    ]
+    if json_output:
+        print(json.dumps({"roles": roles, "local_models": shipped}, indent=2))
+        return
+    table = Table("role", "model", "provider", "endpoint", "JSON schema", "max tokens")
+    for row in roles:
+        table.add_row(
+            row["role"],
+            row["model"],
+            row["provider"],
+            row["endpoint"],
+            "yes" if row["structured_output"] else "-",
+            str(row["max_tokens"]),
+        )
+    Console().print(table)
+    offline = Table("offline model", "package", "license", "installed", title="Shipped models")
+    for row in shipped:
+        mark = " (selected)" if row["selected"] else ""
+        offline.add_row(
+            row["model"] + mark, row["package"], row["license"], "yes" if row["installed"] else "no"
+        )
+    Console().print(offline)
+    if not runtime_available():
+        err.print("[yellow]xllamacpp is not installed: run bash scripts/setup.sh[/]")
+    if any(r["endpoint"] == "local" for r in roles):
+        err.print(
+            "Roles on the default provider run the offline model (llama.cpp in this process). "
+            "Point them at a real one with FAC_LLM_BASE_URL and FAC_LLM_API_KEY (any "
+            "OpenAI-compatible endpoint), or pick another offline model with \\[local] "
+            'model = "..." in a FAC_CONFIG file.'
+        )
+
+
 # --- serve and keys -----------------------------------------------------------------------
 
 

@@ -66,10 +66,12 @@ def _describe_models(agents: list[dict[str, Any]], target: Target) -> str:
     models = sorted({a["model"] for a in agents})
     where = "embedded server" if target.embedded else target.base_url
     line = f"Models: {', '.join(models)} ({where})."
-    if target.embedded and any("smollm2" in m.lower() for m in models):
+    if any(a.get("offline") for a in agents):
         line += (
-            " This is the small offline model: set FAC_LLM_BASE_URL and FAC_LLM_API_KEY "
-            "(any OpenAI-compatible endpoint) or FAC_CONFIG for real results."
+            " That is a small offline model (llama.cpp on this machine), there so everything "
+            "works with no setup, not for quality: set FAC_LLM_BASE_URL and FAC_LLM_API_KEY "
+            "(any OpenAI-compatible endpoint) for real results; `facilitair models` shows what "
+            "each role runs."
         )
     return line
 

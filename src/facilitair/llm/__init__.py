@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,7 +13,14 @@ from facilitair.llm.local import LocalModelProvider, runtime_available, shipped_
 from facilitair.llm.openai_compat import OpenAICompatibleProvider
 from facilitair.llm.retry import RetryingProvider, RetryPolicy
 
-__all__ = ["NoProviderConfigured", "ProviderSet", "build_providers", "local_model_path"]
+__all__ = [
+    "Endpoint",
+    "NoProviderConfigured",
+    "ProviderSet",
+    "build_providers",
+    "local_model_path",
+    "provider_endpoint",
+]
 
 
 class ProviderSet:
@@ -46,27 +54,22 @@ def build_providers(settings: Settings, config: AgentConfig) -> ProviderSet:
     )
     providers: dict[str, LLMProvider] = {}
     for name, entry in config.providers.items():
-        base_url = entry.base_url
-        api_key = os.environ.get(entry.api_key_env) if entry.api_key_env else None
-        if name == "default":
-            base_url = base_url or settings.llm_base_url
-            if api_key is None and settings.llm_api_key is not None:
-                api_key = settings.llm_api_key.get_secret_value()
-            if base_url is None:
-                providers[name] = RetryingProvider(_local_provider(settings, config), policy)
-                continue
-        if base_url is None:
+        endpoint = provider_endpoint(name, settings, config)
+        if endpoint.local:
+            providers[name] = RetryingProvider(_local_provider(settings, config), policy)
+            continue
+        if endpoint.base_url is None:
             raise NoProviderConfigured(
                 f"LLM provider {name!r} has no base_url in the FAC_CONFIG file"
             )
-        structured = entry.structured_output
-        if structured is None:
-            structured = urlsplit(base_url).hostname in config.structured_output_hosts
+        api_key = os.environ.get(entry.api_key_env) if entry.api_key_env else None
+        if name == "default" and api_key is None and settings.llm_api_key is not None:
+            api_key = settings.llm_api_key.get_secret_value()
         inner = OpenAICompatibleProvider(
-            base_url,
+            endpoint.base_url,
             api_key,
             timeout_s=settings.llm_timeout_s,
-            structured_output=structured,
+            structured_output=endpoint.structured_output,
             extra_body=entry.extra_body,
         )
         providers[name] = RetryingProvider(inner, policy)
@@ -74,6 +77,29 @@ def build_providers(settings: Settings, config: AgentConfig) -> ProviderSet:
     if missing:
         raise NoProviderConfigured(f"roles name unknown provider(s): {', '.join(sorted(missing))}")
     return ProviderSet(providers)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a provider's requests go. `local`: the embedded model (no base_url)."""
+
+    base_url: str | None
+    local: bool
+    structured_output: bool
+
+
+def provider_endpoint(name: str, settings: Settings, config: AgentConfig) -> Endpoint:
+    entry = config.providers[name]
+    base_url = entry.base_url
+    if name == "default":
+        base_url = base_url or settings.llm_base_url
+        if base_url is None:
+            return Endpoint(None, local=True, structured_output=True)
+    structured = entry.structured_output
+    if structured is None:
+        host = urlsplit(base_url).hostname if base_url else None
+        structured = host in config.structured_output_hosts
+    return Endpoint(base_url, local=False, structured_output=structured)
 
 
 def local_model_path(settings: Settings, config: AgentConfig) -> Path | None:

