@@ -655,3 +655,36 @@ def test_tty_run_ends_with_the_result_and_its_files(
     assert "pkg/c2.py" in final
     assert "✓ completed" in text
     assert not re.search(r"^\{\"id\"", text, re.MULTILINE)  # a view, not NDJSON
+
+
+# --- facilitair models ---------------------------------------------------------------------
+
+
+def test_models_lists_each_role_with_its_endpoint_and_schema_support(tmp_path: Path) -> None:
+    offline = cli("models", "--json", env=cli_env(FAC_DATA_DIR=str(tmp_path)))
+    assert offline.code == 0, offline.stderr
+    roles = {r["role"]: r for r in json.loads(offline.stdout)["roles"]}
+    assert {r["endpoint"] for r in roles.values()} == {"local"}
+    assert {r["model"] for r in roles.values()} == {"SmolLM2-135M-Instruct"}
+    assert roles["architect"]["structured_output"] and roles["reviewer"]["structured_output"]
+    assert not roles["coder"]["structured_output"]  # free text: no schema to send
+    assert roles["coder"]["max_tokens"] == 384  # the local model's cap, not the role's 3000
+    local = {m["model"]: m for m in json.loads(offline.stdout)["local_models"]}
+    smol = local["SmolLM2-135M-Instruct"]
+    assert smol["selected"] and smol["installed"]
+
+    # An unknown host is not sent schemas unless its provider says so.
+    remote = cli_env(FAC_DATA_DIR=str(tmp_path), FAC_LLM_BASE_URL="http://llm.example:8080/v1")
+    roles = {r["role"]: r for r in json.loads(cli("models", "--json", env=remote).stdout)["roles"]}
+    assert roles["architect"]["endpoint"] == "http://llm.example:8080/v1"
+    assert roles["architect"]["model"] == "gpt-4o-mini"
+    assert not roles["architect"]["structured_output"]
+    config = tmp_path / "on.toml"
+    config.write_text("[providers.default]\nstructured_output = true\n", encoding="utf-8")
+    forced = cli("models", "--json", env={**remote, "FAC_CONFIG": str(config)})
+    assert json.loads(forced.stdout)["roles"][0]["structured_output"]
+
+    table = cli("models", env={**cli_env(FAC_DATA_DIR=str(tmp_path)), "COLUMNS": "160"})
+    assert table.code == 0
+    assert "SmolLM2-135M-Instruct (selected)" in table.stdout
+    assert "FAC_LLM_BASE_URL" in table.message  # how to point it at a real model

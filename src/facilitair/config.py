@@ -133,7 +133,7 @@ class LocalModelConfig(BaseModel):
     model: str = "SmolLM2-135M-Instruct"
     model_path: str = ""
     chat_template: str = ""  # empty: the model file's own (or the shipped entry's)
-    context_tokens: int = Field(default=4096, ge=256)
+    context_tokens: int = Field(default=8192, ge=256)
     parallel: int = Field(default=4, ge=1)
     threads: int = Field(default=2, ge=1)
     max_tokens: int = Field(default=384, ge=16)

@@ -4,6 +4,7 @@ an OpenAI-compatible /v1/embeddings endpoint. Vectors are L2-normalised float32.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,15 @@ def _package_file(package: str, *parts: str) -> Path | None:
     return None
 
 
+def files_digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def normalise(vectors: npt.NDArray[Any]) -> Vectors:
     vectors = vectors.astype(np.float32, copy=False)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -64,6 +74,7 @@ class LocalEmbedder:
     per call, which measured p50 3.7 ms instead of 6.2 ms for one sentence here."""
 
     MAX_TOKENS = 256
+    NAME = "all-MiniLM-L6-v2-int8-onnx"
 
     def __init__(
         self, model_path: Path | None = None, tokenizer_path: Path | None = None, threads: int = 2
@@ -81,6 +92,7 @@ class LocalEmbedder:
             )
         self.model_path = model
         self.tokenizer_path = tokenizer
+        self._id = f"{self.NAME}@{files_digest(model, tokenizer)}"
         self.threads = threads
         self._session: Any = None
         self._tokenizer: Any = None
@@ -89,7 +101,9 @@ class LocalEmbedder:
 
     @property
     def id(self) -> str:
-        return "all-MiniLM-L6-v2-int8-onnx"
+        """The model's name and a digest of its files: swapping either file (a new package
+        version, FAC_EMBEDDINGS_MODEL_PATH) starts a new partition instead of mixing vectors."""
+        return self._id
 
     @property
     def dimension(self) -> int:

@@ -217,7 +217,7 @@ def models(
 
     settings = Settings()
     config = load_agent_config(settings.config).resolved(settings)
-    roles = []
+    roles: list[dict[str, Any]] = []
     for key, role in config.roles.items():
         endpoint = provider_endpoint(role.provider, settings, config)
         max_tokens = role.max_tokens
@@ -238,7 +238,7 @@ def models(
             }
         )
     local = config.local
-    shipped = [
+    shipped: list[dict[str, Any]] = [
         {
             "model": name,
             "package": entry.package,

@@ -82,7 +82,7 @@ class LocalModelProvider:
         params.model.path = str(self.model_path)
         params.n_parallel = self.config.parallel
         params.kv_unified = True  # the slots share one context instead of splitting it
-        params.n_ctx = self.config.context_tokens * self.config.parallel
+        params.n_ctx = self.config.context_tokens
         params.cpuparams.n_threads = self.config.threads
         params.cpuparams_batch.n_threads = self.config.threads
         if self.chat_template:  # a built-in template's name, not a Jinja template
@@ -111,6 +111,7 @@ class LocalModelProvider:
                     self._key,
                     structured_output=True,
                     extra_body=dict(self.config.sampling),
+                    keep_alive=False,  # loopback: a new connection costs ~0.1 ms
                 )
             return self._client
 

@@ -67,7 +67,9 @@ class SSEDataDecoder:
 class OpenAICompatibleProvider:
     """`structured_output`: send a request's JSON schema as `response_format`. A provider that
     answers 400 to it is asked again without, and not sent schemas again.
-    `extra_body`: fields added to every request (e.g. llama.cpp's sampling settings)."""
+    `extra_body`: fields added to every request (e.g. llama.cpp's sampling settings).
+    `keep_alive=False` opens a connection per request: for servers that drop idle keep-alive
+    connections without notice (llama.cpp's), where a reused one fails on first write."""
 
     def __init__(
         self,
@@ -77,10 +79,12 @@ class OpenAICompatibleProvider:
         timeout_s: float = 600.0,
         structured_output: bool = False,
         extra_body: dict[str, Any] | None = None,
+        keep_alive: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.structured_output = structured_output
         self._extra_body = extra_body or {}
+        self._keep_alive = keep_alive
         self._headers = {
             # Local servers (Ollama, llama.cpp) accept any key; some insist on the header.
             "Authorization": f"Bearer {api_key or 'not-needed'}",
@@ -99,7 +103,7 @@ class OpenAICompatibleProvider:
                 # No pool limit: the number of turns running at once is bounded upstream
                 # (FAC_TASK_CONCURRENCY), and a limit here would queue a task's turn behind
                 # other tasks' open streams.
-                connector=aiohttp.TCPConnector(limit=0),
+                connector=aiohttp.TCPConnector(limit=0, force_close=not self._keep_alive),
                 timeout=self._timeout,
                 headers=self._headers,
             )
