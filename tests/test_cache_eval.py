@@ -1,4 +1,5 @@
-"""`facilitair cache eval` on the labelled pairs that ship with the fow-cache package."""
+"""`facilitair cache eval` on labelled pairs: the coding-task halves that ship with Facilitair,
+the fow-cache package's pairs, and files of the user's."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ def dev_pairs() -> Path:
 CLI = Path(sys.executable).parent / "facilitair"
 
 
-async def eval_cli(path: Path) -> subprocess.CompletedProcess[str]:
+async def eval_cli(*paths: Path) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [CLI, "cache", "eval", str(path)],
+        [CLI, "cache", "eval", *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -56,3 +57,14 @@ async def test_eval_honours_contexts_and_rejects_bad_files(tmp_path: Path) -> No
     bad = await eval_cli(pairs)
     assert bad.returncode == 2
     assert "needs a, b and same_answer" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_without_files_it_reports_both_coding_halves_and_the_dev_pairs() -> None:
+    done = await eval_cli()
+    assert done.returncode == 0, done.stderr
+    sections = done.stdout.split("\n\n")
+    names = [section.splitlines()[0] for section in sections]
+    assert names == ["== coding-tune.jsonl", "== coding-test.jsonl", "== pairs.jsonl"]
+    for section, total in zip(sections, (250, 250, 600), strict=True):
+        assert f"pairs: {total} " in section
+        assert "served should-hits:" in section and "answered traps (wrong):" in section

@@ -422,3 +422,50 @@ def test_different_real_words_are_not_typos(guard: Guard) -> None:
         guard.check("Which dishes on the menu are mild?", "Which dishes on the menu are wild?")
         is not None
     )
+
+
+# --- abbreviations: a rule on the shape of words, not a list of them -------------------------
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "Implement DFS-based cycle detection for an undirected graph",
+            "Detect a cycle in an undirected graph using depth-first search",
+        ),
+        (
+            "improve a11y of the dropdown menu",
+            "improve the accessibility of the dropdown menu",
+        ),
+        ("Set up i18n in the Next.js app", "Set up internationalization in the Next.js app"),
+        (
+            "Write an IAM policy granting read access to the bucket",
+            "Write an Identity and Access Management policy granting read access to the bucket",
+        ),
+    ],
+)
+def test_abbreviations_match_their_spelling_out(guard: Guard, cached: str, query: str) -> None:
+    assert_allowed(guard, cached, query)
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Traverse the tree with BFS", "Traverse the tree with depth-first search"),
+        ("improve a11y of the dropdown menu", "improve the accessory of the dropdown menu"),
+    ],
+)
+def test_an_abbreviation_that_spells_something_else_is_refused(
+    guard: Guard, cached: str, query: str
+) -> None:
+    assert refused(guard, cached, query) is not None
+
+
+def test_leaving_something_out_is_a_negation(guard: Guard) -> None:
+    assert_refused(
+        guard,
+        "Implement a thread-safe LRU cache in Java",
+        "Implement an LRU cache in Java; leave out any locking",
+        "negation",
+    )

