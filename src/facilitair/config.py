@@ -115,8 +115,26 @@ class SequentialConfig(BaseModel):
     max_plan_chunks: int = Field(default=8, ge=1)
 
 
+class CouncilMember(BaseModel):
+    model: str
+    provider: str = "default"
+    temperature: float | None = None  # unset: the member role's
+    seed: int | None = None
+
+
+class CouncilConfig(BaseModel):
+    members: list[CouncilMember] = Field(default_factory=list, min_length=2, max_length=7)
+    chairman: str = ""  # a model; empty: the best-ranked member's
+    chairman_provider: str = ""  # empty: the provider of the member whose model it is
+
+
 class WorkflowConfig(BaseModel):
     sequential: SequentialConfig = Field(default_factory=SequentialConfig)
+    council: CouncilConfig = Field(
+        default_factory=lambda: CouncilConfig(
+            members=[CouncilMember(model="gpt-4o-mini"), CouncilMember(model="gpt-4o-mini")]
+        )
+    )
 
 
 class ShippedModel(BaseModel):
@@ -173,7 +191,20 @@ class AgentConfig(BaseModel):
             else role
             for key, role in self.roles.items()
         }
-        return self.model_copy(update={"roles": roles})
+        council = self.workflow.council
+        members = [
+            m.model_copy(update={"model": self.local.model}) if m.provider == "default" else m
+            for m in council.members
+        ]
+        chairman = council.chairman
+        if chairman and (council.chairman_provider or "default") == "default":
+            chairman = self.local.model
+        workflow = self.workflow.model_copy(
+            update={
+                "council": council.model_copy(update={"members": members, "chairman": chairman})
+            }
+        )
+        return self.model_copy(update={"roles": roles, "workflow": workflow})
 
     def price_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         price = self.prices.get(model)

@@ -236,12 +236,16 @@ class _Conn:
             await self.writer.wait_closed()
 
 
+# The role a request is for, read from its system prompt (the council's are member, judge, chair).
+ROLE_PATTERN = r"\b(architect|coder|reviewer|documenter|member|judge|chair)\b"
+
+
 class FakeOpenAI(LoopServer):
     """Fake OpenAI server running on its own event loop in a daemon thread."""
 
     thread_name = "fake-openai"
 
-    def __init__(self, *, role_pattern: str = r"\b(architect|coder|reviewer|documenter)\b") -> None:
+    def __init__(self, *, role_pattern: str = ROLE_PATTERN) -> None:
         super().__init__()
         self._role_re = re.compile(role_pattern, re.IGNORECASE)
         self._lock = threading.Lock()

@@ -57,6 +57,14 @@ export interface TaskMetrics {
   similarity?: number | null;
   saved_usd?: number | null;
   saved_s?: number | null;
+  consensus?: Consensus | null;
+}
+
+/** The council's outcome: members by mean rank, Kendall's W, the most dissenting judge. */
+export interface Consensus {
+  ranking: { member: string; model: string; mean_rank: number }[];
+  agreement: number | null;
+  dissent: { member: string; reasons: Record<string, string> } | null;
 }
 
 export interface TaskStartedData extends Envelope {
@@ -83,6 +91,8 @@ export interface ChunkStartedData extends Envelope {
   description: string;
   iteration?: number;
   attempt?: number;
+  phase?: string;
+  member?: string;
 }
 
 export interface TokenStreamData extends Envelope {
@@ -90,6 +100,8 @@ export interface TokenStreamData extends Envelope {
   tokens: string;
   role: string;
   agent: string;
+  phase?: string;
+  member?: string;
 }
 
 export interface ChunkCompletedData extends Envelope {
@@ -102,6 +114,8 @@ export interface ChunkCompletedData extends Envelope {
   usage: Usage;
   cost_usd: number | null;
   duration_s: number;
+  phase?: string;
+  member?: string;
 }
 
 export interface SystemMessageData extends Envelope {
@@ -156,7 +170,7 @@ export interface TaskContext {
 }
 
 export type Verbosity = "filtered" | "full";
-export type Workflow = "sequential";
+export type Workflow = "sequential" | "council";
 export type CacheMode = "use" | "refresh" | "off";
 
 export interface TaskRequest {

@@ -55,8 +55,11 @@ def _ints_as_text(value: Any) -> Any:
     return str(value) if isinstance(value, int) else value
 
 
+MAX_CHUNK_ID = 40
+
+
 class PlanChunk(BaseModel):
-    id: str = Field(min_length=1, max_length=40)
+    id: str = Field(min_length=1, max_length=MAX_CHUNK_ID)
     description: str = Field(min_length=1)
     depends_on: list[str] = Field(default_factory=list)
 
@@ -126,10 +129,11 @@ def parse_plan(text: str, max_chunks: int) -> list[PlanChunk] | None:
 
 
 def _with_ids(items: list[Any]) -> list[Any]:
-    """Items whose ids are missing, blank or repeated are numbered c1, c2, … by position;
-    their dependencies are then ambiguous and dropped."""
+    """When ids are missing, blank, too long or repeated, the chunks are numbered c1, c2, … by
+    position; their dependencies are then ambiguous and dropped."""
     ids = [str(item.get("id", "")).strip() if isinstance(item, dict) else "" for item in items]
-    if all(ids) and len(set(ids)) == len(ids):
+    usable = all(0 < len(i) <= MAX_CHUNK_ID for i in ids)
+    if usable and len(set(ids)) == len(ids):
         return items
     return [
         {**item, "id": f"c{n}", "depends_on": []} if isinstance(item, dict) else item

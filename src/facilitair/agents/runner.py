@@ -17,11 +17,14 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from facilitair.agents.council import CouncilFailed, CouncilWorkflow
 from facilitair.agents.sequential import SequentialWorkflow
 from facilitair.agents.turns import BudgetExceeded, Emit, RunTotals, TurnFailed, TurnRunner
+from facilitair.agents.workflow import Workflow
 from facilitair.bus.base import EventLog
 from facilitair.bus.queue import TaskQueue
 from facilitair.cache.entry import CacheEntry
@@ -234,12 +237,13 @@ class TaskRunner:
                     task_id=record.task_id,
                 )
             )
-            models = {role: turns.model_for(role) for role in self.config.roles}
+            models = workflow_models(request.workflow, self.config, turns)
             lookup = await self._look_up(record, models, emit)
             if lookup is not None and lookup.entry is not None:
                 await self._serve_hit(record, lookup, lookup.entry, emit, began)
                 return
-            outcome = await SequentialWorkflow(turns, self.config, emit).run(request)
+            workflow = WORKFLOWS[request.workflow](turns, self.config, emit)
+            outcome = await workflow.run(request)
             metrics = TaskMetrics(
                 duration_s=round(time.monotonic() - began, 3),
                 cost_usd=_round_cost(totals.cost_usd),
@@ -247,6 +251,7 @@ class TaskRunner:
                 completion_tokens=totals.completion_tokens,
                 llm_calls=totals.llm_calls,
                 iterations=outcome.iterations,
+                consensus=outcome.consensus,
             )
             result = TaskResult(
                 content=outcome.content, artifacts=outcome.artifacts, metrics=metrics
@@ -273,6 +278,16 @@ class TaskRunner:
                     error=f"Stopped: {exc}.",
                     code="budget_exceeded",
                     details={"budget_usd": exc.budget, "spent_usd": round(exc.spent, 6)},
+                ),
+                totals,
+            )
+        except CouncilFailed as exc:
+            await self._fail(
+                record,
+                TaskError(
+                    error=f"The council could not meet: {exc}.",
+                    code="council_failed",
+                    retryable=True,
                 ),
                 totals,
             )
@@ -394,6 +409,8 @@ class TaskRunner:
                     model=turn["model"],
                     description=turn["description"],
                     iteration=turn.get("iteration", 1),
+                    phase=turn.get("phase"),
+                    member=turn.get("member"),
                 )
             )
             for line in turn["content"].splitlines(keepends=True):
@@ -403,6 +420,8 @@ class TaskRunner:
                         tokens=line,
                         role=turn["role"],
                         agent=turn["agent"],
+                        phase=turn.get("phase"),
+                        member=turn.get("member"),
                     )
                 )
             await emit(
@@ -416,6 +435,8 @@ class TaskRunner:
                     usage=Usage(),
                     cost_usd=0.0,
                     duration_s=0.0,
+                    phase=turn.get("phase"),
+                    member=turn.get("member"),
                 )
             )
         original = TaskResult.model_validate(entry.result)
@@ -431,6 +452,7 @@ class TaskRunner:
             similarity=round(similarity, 4),
             saved_usd=saved_usd,
             saved_s=round(max(0.0, entry.duration_s - duration), 3),
+            consensus=original.metrics.consensus,
         )
         result = TaskResult(content=original.content, artifacts=original.artifacts, metrics=metrics)
         totals = RunTotals(total_chunks=len(entry.turns), completed_chunks=len(entry.turns))
@@ -466,6 +488,23 @@ class TaskRunner:
 def _usd(amount: float) -> str:
     """Cents for real money; sub-cent amounts keep enough digits not to read as $0.00."""
     return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+
+
+WORKFLOWS: dict[str, Callable[[TurnRunner, AgentConfig, Emit], Workflow]] = {
+    "sequential": SequentialWorkflow,
+    "council": CouncilWorkflow,
+}
+
+
+def workflow_models(workflow: str, config: AgentConfig, turns: TurnRunner) -> dict[str, str]:
+    """The models whose answers a cached result holds: a cache partition per combination."""
+    if workflow == "council":
+        council = config.workflow.council
+        models = {f"member{n}": m.model for n, m in enumerate(council.members, 1)}
+        roles = ("judge", "chairman")
+        chosen = {role: turns.model_for(role) for role in roles}
+        return {**models, **chosen, "chair": council.chairman}
+    return {role: turns.model_for(role) for role in SequentialWorkflow.ROLES}
 
 
 def _cache_context(record: TaskRecord) -> dict[str, Any]:

@@ -4,9 +4,7 @@ Reviewer ⇄ Coders (bounded) → Documenter."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-from dataclasses import dataclass
 
 from facilitair.agents.parsing import (
     FENCE,
@@ -18,22 +16,12 @@ from facilitair.agents.parsing import (
     plan_design,
 )
 from facilitair.agents.turns import Emit, TurnResult, TurnRunner
+from facilitair.agents.workflow import WorkflowOutcome
+from facilitair.agents.workflow import task_text as workflow_task_text
 from facilitair.config import AgentConfig, SequentialConfig
 from facilitair.llm.base import ChatMessage
 from facilitair.protocol.api import TaskRequest
 from facilitair.protocol.events import Artifact, PlanItem, SystemMessage, TaskProgress
-
-
-@dataclass(frozen=True)
-class WorkflowOutcome:
-    content: str
-    artifacts: list[Artifact]
-    iterations: int
-
-
-def _context_text(request: TaskRequest) -> str:
-    context = request.context.model_dump(exclude_none=True, exclude_defaults=True)
-    return json.dumps(context, ensure_ascii=False) if context else "(none given)"
 
 
 def _issue_lines(verdict: Verdict, severities: set[str]) -> str:
@@ -45,6 +33,8 @@ def _issue_lines(verdict: Verdict, severities: set[str]) -> str:
 
 
 class SequentialWorkflow:
+    ROLES = ("architect", "coder", "reviewer", "documenter")
+
     def __init__(self, turns: TurnRunner, config: AgentConfig, emit: Emit) -> None:
         self.turns = turns
         self.config = config
@@ -118,7 +108,7 @@ class SequentialWorkflow:
     # --- the run ------------------------------------------------------------------------
 
     async def run(self, request: TaskRequest) -> WorkflowOutcome:
-        task_text = f"Task: {request.task}\nContext: {_context_text(request)}"
+        task_text = workflow_task_text(request)
         plan_view = self._plan_items(None, [])
         await self._progress(plan_view, plan_view)
 

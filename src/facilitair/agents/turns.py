@@ -90,6 +90,18 @@ class RunTotals:
 
 
 @dataclass(frozen=True)
+class Lane:
+    """A council member's turn: its own model, provider and sampling, and where it shows."""
+
+    phase: str
+    member: str  # the label shown: "Response A" until the review ends, then the model
+    model: str | None = None
+    provider: str | None = None
+    temperature: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class TurnResult:
     content: str
     model: str
@@ -176,10 +188,18 @@ class TurnRunner:
         description: str,
         messages: list[ChatMessage],
         iteration: int = 1,
+        lane: Lane | None = None,
     ) -> TurnResult:
         role = self.config.roles[role_key]
+        if lane is not None:
+            updates: dict[str, Any] = {"fallbacks": []}
+            if lane.provider is not None:
+                updates["provider"] = lane.provider
+            if lane.temperature is not None:
+                updates["temperature"] = lane.temperature
+            role = role.model_copy(update=updates)
         self.totals.check_budget()
-        primary = self.model_for(role_key)
+        primary = (lane.model if lane and lane.model else None) or self.model_for(role_key)
         models = [primary, *[m for m in role.fallbacks if m != primary]]
         chunk_number = self.totals.next_chunk_number()
         for index, model in enumerate(models):
@@ -194,6 +214,7 @@ class TurnRunner:
                     description,
                     messages,
                     iteration,
+                    lane,
                 )
             except ProviderError as error:
                 next_model = models[index + 1] if index + 1 < len(models) else None
@@ -220,8 +241,11 @@ class TurnRunner:
         description: str,
         messages: list[ChatMessage],
         iteration: int,
+        lane: Lane | None,
     ) -> TurnResult:
         emit = self.emit
+        phase = lane.phase if lane else None
+        member = lane.member if lane else None
 
         async def started(attempt: int) -> None:
             await emit(
@@ -234,13 +258,20 @@ class TurnRunner:
                     description=description,
                     iteration=iteration,
                     attempt=attempt,
+                    phase=phase,
+                    member=member,
                 )
             )
 
         async def send_tokens(text: str) -> None:
             # Unvalidated: every field is a str from this code, and this runs once per token.
             tokens = TokenStream.model_construct(
-                chunk_id=chunk_id, tokens=text, role=role_key, agent=agent
+                chunk_id=chunk_id,
+                tokens=text,
+                role=role_key,
+                agent=agent,
+                phase=phase,
+                member=member,
             )
             await emit(tokens)
 
@@ -251,6 +282,7 @@ class TurnRunner:
             temperature=role.temperature,
             max_tokens=role.max_tokens,
             response_schema=ResponseSchema(role.output_schema, schema) if schema else None,
+            seed=lane.seed if lane else None,
         )
         batcher = TokenBatcher(send_tokens, self.verbosity)
         began = time.monotonic()
@@ -312,6 +344,7 @@ class TurnRunner:
                 "content": text,
                 "usage": {"prompt_tokens": prompt, "completion_tokens": produced},
                 "cost_usd": cost,
+                **({"phase": phase, "member": member} if lane else {}),
             }
         )
         await emit(
@@ -325,6 +358,8 @@ class TurnRunner:
                 usage=Usage(prompt_tokens=prompt, completion_tokens=produced),
                 cost_usd=cost,
                 duration_s=round(time.monotonic() - began, 3),
+                phase=phase,
+                member=member,
             )
         )
         self.totals.check_budget()

@@ -29,6 +29,7 @@ class ChatRequest:
     max_tokens: int = 2000
     stop: list[str] = field(default_factory=list)
     response_schema: ResponseSchema | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,8 @@ class OpenAICompatibleProvider:
         }
         if request.stop:
             params["stop"] = request.stop
+        if request.seed is not None:
+            params["seed"] = request.seed
         schema = request.response_schema if self.structured_output else None
         if schema is not None:
             params["response_format"] = {
@@ -131,6 +133,8 @@ class OpenAICompatibleProvider:
         if response.status == 400 and schema is not None:
             error = await _status_error(request.model, response)
             response.close()
+            if not _about_schemas(error.message):
+                raise error  # a bad request for another reason (too long a prompt…)
             self.structured_output = False
             log.warning(
                 "%s refused a JSON schema (%s); sending none from now on",
@@ -242,6 +246,11 @@ async def _drain(response: aiohttp.ClientResponse) -> bool:
                 pass
             return True
     return False
+
+
+def _about_schemas(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in ("response_format", "json_schema", "schema"))
 
 
 def _describe(exc: BaseException) -> str:

@@ -54,7 +54,7 @@ class TaskRequest(BaseModel):
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
     context: TaskContext = Field(default_factory=TaskContext)
     stream: bool = True
-    workflow: Literal["sequential"] = "sequential"
+    workflow: Literal["sequential", "council"] = "sequential"
     cache: Literal["use", "refresh", "off"] = "use"
     budget_usd: float | None = Field(default=None, gt=0)
     models: dict[str, str] = Field(default_factory=dict)

@@ -68,6 +68,7 @@ class TaskMetrics(BaseModel):
     similarity: float | None = None
     saved_usd: float | None = None
     saved_s: float | None = None
+    consensus: dict[str, Any] | None = None  # council: {ranking, agreement, dissent}
 
 
 class TaskStarted(Payload):
@@ -97,6 +98,8 @@ class ChunkStarted(Payload):
     description: str
     iteration: int = 1
     attempt: int = 1
+    phase: str | None = None  # council: propose, review, synthesize
+    member: str | None = None  # council: "Response A" until the review ends, then the model
 
 
 class TokenStream(Payload):
@@ -105,6 +108,8 @@ class TokenStream(Payload):
     tokens: str
     role: str
     agent: str
+    phase: str | None = None
+    member: str | None = None
 
 
 class ChunkCompleted(Payload):
@@ -118,6 +123,8 @@ class ChunkCompleted(Payload):
     usage: Usage
     cost_usd: float | None
     duration_s: float
+    phase: str | None = None
+    member: str | None = None
 
 
 class SystemMessage(Payload):
@@ -217,8 +224,14 @@ def envelope(stream_id: str, seq: int, payload: Payload) -> StoredEvent:
         data["tokens"] = payload.tokens
         data["role"] = payload.role
         data["agent"] = payload.agent
+        if payload.phase is not None:
+            data["phase"] = payload.phase
+            data["member"] = payload.member
     else:
         data.update(payload.model_dump(mode="json"))
+        if data.get("phase", "") is None:  # the council's fields, on no other workflow's events
+            del data["phase"]
+            data.pop("member", None)
     return StoredEvent(stream_id, seq, payload.event, data)
 
 

@@ -2,7 +2,7 @@ import { useMemo, useState } from "react";
 
 import { basename, formatCount, formatSeconds, formatUsd } from "../format";
 import { highlight, languageFor, renderMarkdown } from "../markdown";
-import type { Artifact, TaskResult } from "../protocol";
+import type { Artifact, Consensus, TaskResult } from "../protocol";
 
 async function copyText(text: string): Promise<boolean> {
   try {
@@ -87,6 +87,41 @@ function FileView({ file }: { file: Artifact }) {
   );
 }
 
+/** The council's ranking: members by mean rank (1 is best), agreement, and the dissent. */
+export function Ranking({ consensus }: { consensus: Consensus }) {
+  return (
+    <div className="ranking" data-testid="ranking">
+      <h3>Council ranking</h3>
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Place</th>
+            <th scope="col">Member</th>
+            <th scope="col">Model</th>
+            <th scope="col">Mean rank</th>
+          </tr>
+        </thead>
+        <tbody>
+          {consensus.ranking.map((row, n) => (
+            <tr key={row.member} data-testid="ranking-row">
+              <td>{n + 1}</td>
+              <td>{row.member}</td>
+              <td>
+                <code>{row.model}</code>
+              </td>
+              <td>{row.mean_rank.toFixed(2)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <p className="muted" data-testid="agreement">
+        Agreement (Kendall&apos;s W): {consensus.agreement === null ? "n/a" : consensus.agreement.toFixed(2)}
+        {consensus.dissent && ` · dissent: ${consensus.dissent.member}`}
+      </p>
+    </div>
+  );
+}
+
 /** The final result: rendered Markdown, the metrics, then every file with copy and download. */
 export function Result({ result }: { result: TaskResult }) {
   const html = useMemo(() => renderMarkdown(result.content || ""), [result.content]);
@@ -101,6 +136,7 @@ export function Result({ result }: { result: TaskResult }) {
           {m.iterations > 1 && ` · ${m.iterations} review rounds`}
         </p>
       )}
+      {m?.consensus && <Ranking consensus={m.consensus} />}
       {result.artifacts.length > 0 && (
         <div className="files" aria-label="Files">
           <h3>Files ({result.artifacts.length})</h3>

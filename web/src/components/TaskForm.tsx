@@ -1,6 +1,6 @@
 import { type FormEvent, useId, useState } from "react";
 
-import type { CacheMode, TaskRequest, Verbosity } from "../protocol";
+import type { CacheMode, TaskRequest, Verbosity, Workflow } from "../protocol";
 
 interface Props {
   disabled: boolean;
@@ -23,7 +23,7 @@ export function TaskForm({ disabled, onSubmit }: Props) {
   const [language, setLanguage] = useState("");
   const [frameworks, setFrameworks] = useState("");
   const [teamSize, setTeamSize] = useState("");
-  const [workflow, setWorkflow] = useState<"sequential">("sequential");
+  const [workflow, setWorkflow] = useState<Workflow>("sequential");
   const [verbosity, setVerbosity] = useState<Verbosity>("filtered");
   const [cache, setCache] = useState<CacheMode>("use");
   const [problem, setProblem] = useState<string | null>(null);
@@ -116,14 +116,14 @@ export function TaskForm({ disabled, onSubmit }: Props) {
       <div className="grid-2">
         <div>
           <label htmlFor={`${id}-wf`}>Workflow</label>
-          <select id={`${id}-wf`} name="workflow" aria-describedby={`${id}-wf-hint`} value={workflow} onChange={(e) => setWorkflow(e.target.value as "sequential")}>
+          <select id={`${id}-wf`} name="workflow" aria-describedby={`${id}-wf-hint`} value={workflow} onChange={(e) => setWorkflow(e.target.value as Workflow)}>
             <option value="sequential">Sequential</option>
-            <option value="council" disabled>
-              Council (later)
-            </option>
+            <option value="council">Council</option>
           </select>
           <p id={`${id}-wf-hint`} className="hint">
-            Architect → coders → reviewer → docs.
+            {workflow === "council"
+              ? "Several models answer, rank each other blind, a chairman writes the answer."
+              : "Architect → coders → reviewer → docs."}
           </p>
         </div>
         <div>

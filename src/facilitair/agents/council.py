@@ -1,0 +1,322 @@
+"""The council workflow (SPEC §6): members answer at once, rank each other's answers blind, and
+a chairman writes the final answer from the answers, the aggregate ranking and the dissent.
+
+    propose     every member answers the task, each in its own lane (chunk propose-N)
+    review      every member ranks the *others'* answers, shown as Response A, B, … in an order
+                shuffled per judge; a ranking that cannot be read is noted and left out
+    synthesize  the chairman (configured, else the best-ranked member's model) writes the answer
+
+Members are "Member 1", "Member 2", … until the review ends; then the ranking names their
+models. A member whose answer fails (after the provider's retries) is dropped with a notice;
+the council goes on while at least two answers remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from facilitair.agents.consensus import Consensus, Ranking, aggregate, parse_ranking
+from facilitair.agents.parsing import extract_artifacts
+from facilitair.agents.turns import Emit, Lane, TurnFailed, TurnResult, TurnRunner
+from facilitair.agents.workflow import WorkflowOutcome, task_text
+from facilitair.config import AgentConfig, CouncilMember
+from facilitair.llm.base import ChatMessage
+from facilitair.protocol.api import TaskRequest
+from facilitair.protocol.events import PlanItem, SystemMessage, TaskProgress
+
+T = TypeVar("T")
+
+
+class CouncilFailed(Exception):
+    """Fewer than two members answered: there is nothing to compare."""
+
+
+@dataclass(frozen=True)
+class Seat:
+    name: str  # "Member 1"
+    number: int
+    spec: CouncilMember
+
+
+class CouncilWorkflow:
+    def __init__(self, turns: TurnRunner, config: AgentConfig, emit: Emit) -> None:
+        self.turns = turns
+        self.config = config
+        self.emit = emit
+        self.council = config.workflow.council
+        self.seats = [
+            Seat(f"Member {n}", n, spec) for n, spec in enumerate(self.council.members, 1)
+        ]
+
+    async def run(self, request: TaskRequest) -> WorkflowOutcome:
+        text = task_text(request)
+        await self._progress("propose", self.seats)
+        answers = await self._propose(text)
+        seated = [seat for seat in self.seats if seat.name in answers]
+        await self._progress("review", seated)
+        rankings = await self._review(text, seated, answers)
+        consensus = aggregate(rankings, {seat.name: seat.spec.model for seat in seated})
+        await self.emit(SystemMessage(message=_announce(consensus), kind="council"))
+        await self._progress("synthesize", seated)
+        final = await self._synthesize(text, seated, answers, consensus)
+        artifacts = extract_artifacts(final.content)
+        if not artifacts:  # the chairman only commented: keep the best answer's files
+            artifacts = extract_artifacts(answers[consensus.ranking[0].member])
+        content = final.content.strip() + "\n\n" + _ranking_markdown(consensus)
+        return WorkflowOutcome(
+            content=content, artifacts=artifacts, iterations=1, consensus=consensus.as_metrics()
+        )
+
+    # --- phases ---------------------------------------------------------------------------
+
+    async def _propose(self, text: str) -> dict[str, str]:
+        messages = [self._system("member"), ChatMessage("user", text)]
+
+        async def answer(seat: Seat) -> str | None:
+            lane = Lane(
+                phase="propose",
+                member=seat.name,
+                model=seat.spec.model,
+                provider=seat.spec.provider,
+                temperature=seat.spec.temperature,
+                seed=seat.spec.seed,
+            )
+            return await self._turn_or_drop(
+                seat,
+                role_key="member",
+                chunk_id=f"propose-{seat.number}",
+                agent=seat.name,
+                description="Answer",
+                messages=messages,
+                lane=lane,
+            )
+
+        results = await _all(answer(seat) for seat in self.seats)
+        answers = {seat.name: r for seat, r in zip(self.seats, results, strict=True) if r}
+        if len(answers) < 2:
+            raise CouncilFailed(
+                f"only {len(answers)} of {len(self.seats)} council members answered"
+            )
+        return answers
+
+    async def _review(
+        self, text: str, seated: list[Seat], answers: dict[str, str]
+    ) -> list[Ranking]:
+        async def judge(seat: Seat) -> Ranking | None:
+            others = [s.name for s in seated if s is not seat]
+            random.shuffle(others)  # labels mean nothing: no position bias carried across
+            labels = dict(zip(string.ascii_uppercase, others, strict=False))
+            shown = "\n\n".join(
+                f"## Response {label}\n{answers[name]}" for label, name in labels.items()
+            )
+            lane = Lane(
+                phase="review",
+                member=seat.name,
+                model=seat.spec.model,
+                provider=seat.spec.provider,
+                seed=seat.spec.seed,
+            )
+            content = await self._turn_or_drop(
+                seat,
+                role_key="judge",
+                chunk_id=f"review-{seat.number}",
+                agent=f"{seat.name} (judge)",
+                description=f"Rank {len(labels)} answers",
+                messages=[self._system("judge"), ChatMessage("user", f"{text}\n\n{shown}")],
+                lane=lane,
+            )
+            if content is None:
+                return None
+            ranking = parse_ranking(seat.name, content, list(labels))
+            if ranking is None:
+                await self.emit(
+                    SystemMessage(
+                        message=f"{seat.name}'s ranking could not be read; it is left out",
+                        level="warning",
+                        kind="invalid_ranking",
+                    )
+                )
+                return None
+            return Ranking(
+                seat.name,
+                [labels[label] for label in ranking.order],
+                {labels[label]: reason for label, reason in ranking.reasons.items()},
+            )
+
+        results = await _all(judge(seat) for seat in seated)
+        return [ranking for ranking in results if ranking is not None]
+
+    async def _synthesize(
+        self, text: str, seated: list[Seat], answers: dict[str, str], consensus: Consensus
+    ) -> TurnResult:
+        best = next(seat for seat in seated if seat.name == consensus.ranking[0].member)
+        model = self.council.chairman or best.spec.model
+        provider = self.council.chairman_provider or next(
+            (seat.spec.provider for seat in seated if seat.spec.model == model),
+            best.spec.provider,
+        )
+        by_rank = "\n\n".join(
+            f"## {s.member} ({s.model}), mean rank {s.mean_rank:.2f}\n{answers[s.member]}"
+            for s in consensus.ranking
+        )
+        dissent = ""
+        if consensus.dissent is not None:
+            reasons = "\n".join(
+                f"- {member}: {reason}" for member, reason in consensus.dissent_reasons.items()
+            )
+            dissent = f"\n\n## Dissent: {consensus.dissent}\n{reasons or '(no reasons given)'}"
+        agreement = (
+            "unknown" if consensus.agreement is None else f"Kendall's W {consensus.agreement:.2f}"
+        )
+        user = f"{text}\n\n# The answers, best-ranked first (agreement: {agreement})\n\n"
+        return await self.turns.run(
+            role_key="chairman",
+            chunk_id="synthesis",
+            agent="Chairman",
+            description="Final answer",
+            messages=[self._system("chairman"), ChatMessage("user", user + by_rank + dissent)],
+            lane=Lane(phase="synthesize", member=model, model=model, provider=provider),
+        )
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _turn_or_drop(
+        self,
+        seat: Seat,
+        *,
+        role_key: str,
+        chunk_id: str,
+        agent: str,
+        description: str,
+        messages: list[ChatMessage],
+        lane: Lane,
+    ) -> str | None:
+        """A member's turn; a member whose provider fails (after retries) is dropped."""
+        try:
+            result = await self.turns.run(
+                role_key=role_key,
+                chunk_id=chunk_id,
+                agent=agent,
+                description=description,
+                messages=messages,
+                lane=lane,
+            )
+        except TurnFailed as failed:
+            self.turns.totals.partial.pop(chunk_id, None)
+            await self.emit(
+                SystemMessage(
+                    message=f"{seat.name} dropped out of the council: {failed.error.message}",
+                    level="warning",
+                    kind="member_dropped",
+                )
+            )
+            return None
+        return result.content
+
+    def _system(self, role_key: str) -> ChatMessage:
+        return ChatMessage("system", self.config.roles[role_key].system_prompt.strip())
+
+    async def _progress(self, phase: str, seated: list[Seat]) -> None:
+        phases = ("propose", "review", "synthesize")
+        remaining = phases[phases.index(phase) :]
+        plan = [
+            *[self._item(f"propose-{s.number}", "member", f"{s.name}: answer", s) for s in seated],
+            *[self._item(f"review-{s.number}", "judge", f"{s.name}: rank", s) for s in seated],
+            PlanItem(
+                chunk_id="synthesis",
+                role="chairman",
+                description="Chairman: final answer",
+                model=self.council.chairman or "best-ranked member",
+            ),
+        ]
+        seconds = 0.0
+        for name in remaining:
+            role = {"propose": "member", "review": "judge", "synthesize": "chairman"}[name]
+            expected = self.config.roles[role].expected_tokens
+            models = (
+                [s.spec.model for s in seated]
+                if name != "synthesize"
+                else [self.council.chairman or seated[0].spec.model]
+            )
+            # Members run at once: a phase takes as long as its slowest member.
+            seconds += max(expected / self.config.tokens_per_second(m) for m in models)
+        totals = self.turns.totals
+        totals.total_chunks = len(plan)
+        await self.emit(
+            TaskProgress(
+                total_chunks=len(plan),
+                completed_chunks=totals.completed_chunks,
+                estimated_time=round(seconds, 1),
+                estimated_cost=self._cost(remaining, seated),
+                plan=plan,
+            )
+        )
+
+    def _item(self, chunk_id: str, role: str, description: str, seat: Seat) -> PlanItem:
+        return PlanItem(
+            chunk_id=chunk_id, role=role, description=description, model=seat.spec.model
+        )
+
+    def _cost(self, phases: tuple[str, ...], seated: list[Seat]) -> float | None:
+        total = 0.0
+        for name in phases:
+            role = {"propose": "member", "review": "judge", "synthesize": "chairman"}[name]
+            produced = self.config.roles[role].expected_tokens
+            prompt = produced * (len(seated) + 1) + 300
+            models = (
+                [s.spec.model for s in seated]
+                if name != "synthesize"
+                else [self.council.chairman or seated[0].spec.model]
+            )
+            for model in models:
+                price = self.config.price_usd(model, prompt, produced)
+                if price is None:
+                    return None
+                total += price
+        return round(total, 6)
+
+
+async def _all(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently. Cancelling the caller cancels every one; so does a failure that is not
+    a dropped member (a budget reached), which is then raised."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+
+
+def _announce(consensus: Consensus) -> str:
+    places = "; ".join(
+        f"{n}. {s.member} ({s.model}) {s.mean_rank:.2f}" for n, s in enumerate(consensus.ranking, 1)
+    )
+    agreement = "n/a" if consensus.agreement is None else f"{consensus.agreement:.2f}"
+    dissent = f"; dissent: {consensus.dissent}" if consensus.dissent else ""
+    return f"Council ranking: {places}; agreement (Kendall's W) {agreement}{dissent}"
+
+
+def _ranking_markdown(consensus: Consensus) -> str:
+    rows = "\n".join(
+        f"| {n} | {s.member} | {s.model} | {s.mean_rank:.2f} |"
+        for n, s in enumerate(consensus.ranking, 1)
+    )
+    agreement = "n/a" if consensus.agreement is None else f"{consensus.agreement:.2f}"
+    lines = [
+        "## Council",
+        "",
+        "| place | member | model | mean rank |",
+        "|---|---|---|---|",
+        rows,
+        "",
+        f"Agreement (Kendall's W): {agreement}.",
+    ]
+    if consensus.dissent:
+        lines.append(f"Dissent: {consensus.dissent}.")
+    return "\n".join(lines) + "\n"
