@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from facilitair.config import Settings
 from facilitair.server.auth import create_key
 from facilitair.server.background import BackgroundServer
 from facilitair.store import build_store
-from fakes.openai_server import FakeOpenAI, Reply
+from fakes.openai_server import FakeOpenAI, RecordedRequest, Reply
 
 ServerThread = BackgroundServer
 
@@ -114,6 +115,43 @@ def script_happy_path(
     fake.set_default("coder", coder)
     fake.set_default("reviewer", verdict_reply(True))
     fake.set_default("documenter", README_TEXT)
+
+
+# --- a council of three, each judge ranking by the answers' (scripted) quality ---------------
+
+COUNCIL = """
+[workflow.council]
+chairman = "chair-model"
+
+[[workflow.council.members]]
+model = "model-a"
+
+[[workflow.council.members]]
+model = "model-b"
+
+[[workflow.council.members]]
+model = "model-c"
+"""
+QUALITY = {"model-a": 3, "model-b": 2, "model-c": 1}  # what the judges think of each answer
+
+
+def answer_of(model: str) -> str:
+    return f"Answer by {model}.\n\n```python path=app_{model[-1]}.py\nprint('{model}')\n```\n"
+
+
+def ranking_reply(request: RecordedRequest) -> str:
+    """Ranks the shown responses by the quality of the model that wrote them."""
+    user = request.messages[-1]["content"]
+    shown = dict(re.findall(r"## Response ([A-Z])\nAnswer by (model-\w)", user))
+    order = sorted(shown, key=lambda label: -QUALITY[shown[label]])
+    ranking = [{"response": label, "reason": f"{shown[label]} quality"} for label in order]
+    return "```json\n" + json.dumps({"ranking": ranking}) + "\n```\n"
+
+
+def script_council(fake: FakeOpenAI, member: Callable[[RecordedRequest], Reply | str]) -> None:
+    fake.set_default("member", member)
+    fake.set_default("judge", ranking_reply)
+    fake.set_default("chair", "Final answer.\n\n```python path=app.py\nprint('chair')\n```\n")
 
 
 # --- reading streams ----------------------------------------------------------------------

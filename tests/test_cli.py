@@ -24,7 +24,15 @@ import pytest
 from facilitair.cli.artifacts import UnsafeArtifacts, plan_writes, write_artifacts
 from fakes.openai_server import FakeOpenAI, Reply
 from fakes.tcp_proxy import TcpProxy
-from support import ServerThread, code_reply, new_key, script_happy_path
+from support import (
+    COUNCIL,
+    ServerThread,
+    answer_of,
+    code_reply,
+    new_key,
+    script_council,
+    script_happy_path,
+)
 
 FACILITAIR = str(Path(sys.executable).parent / "facilitair")
 TIMEOUT_S = 60
@@ -227,6 +235,24 @@ def test_run_json_prints_the_whole_stream_as_ndjson(
     # Human messages go to stderr, never between the JSON lines.
     assert "Traceback" not in result.stderr
     assert server.base_url in result.message
+
+
+def test_run_a_council_from_the_cli(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = tmp_path / "council.toml"
+    config.write_text(COUNCIL, encoding="utf-8")
+    server = make_server(config=config)
+    script_council(fake, lambda request: answer_of(request.model))
+    key = new_key(server.settings, "alice")
+
+    result = cli("run", "--json", "--workflow", "council", "Build a CLI", env=against(server, key))
+
+    assert result.code == 0, result.stderr
+    started = [e["data"] for e in result.events if e["event"] == "chunk_started"]
+    assert [s["phase"] for s in started] == ["propose"] * 3 + ["review"] * 3 + ["synthesize"]
+    consensus = final_result(result.events)["metrics"]["consensus"]
+    assert [r["model"] for r in consensus["ranking"]] == ["model-a", "model-b", "model-c"]
 
 
 def test_run_embedded_server_completes_and_keeps_its_local_key(

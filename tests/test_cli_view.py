@@ -177,6 +177,27 @@ def test_interleaved_coders_get_their_own_panels() -> None:
     assert out.index("alpha one") < out.index("beta one")  # stacked in start order
 
 
+def test_council_members_answering_at_once_sit_side_by_side() -> None:
+    script = Script().progress()
+    for n in (1, 2, 3):
+        script(
+            "chunk_started",
+            chunk_id=f"propose-{n}",
+            chunk_number=n,
+            role="member",
+            agent=f"Member {n}",
+            model="m",
+            description="Answer",
+            phase="propose",
+            member=f"Member {n}",
+        )
+        script.tokens(f"propose-{n}", f"answer {n}\n")
+    out = live(script)
+    row = next(line for line in out.splitlines() if "Member 1" in line)
+    assert "Member 2" in row and "Member 3" in row  # one row of panels, not a stack
+    assert next(line for line in out.splitlines() if "answer 1" in line).count("answer") == 3
+
+
 def test_completed_chunk_collapses_to_one_line() -> None:
     script = Script().progress().started("c1").tokens("c1", "streaming body\n")
     assert "Coder c1 · gpt-4o-mini · c1" in live(script)

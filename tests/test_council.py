@@ -3,8 +3,8 @@ once, rank each other blind, a chairman writes the answer; failures, cancel and 
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,44 +12,21 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from facilitair.agents.consensus import Ranking, aggregate, parse_ranking
 from fakes.openai_server import FakeOpenAI, RecordedRequest, Reply
-from support import ServerThread, collect, iter_events, new_key, start_task
-
-COUNCIL = """
-[workflow.council]
-chairman = "chair-model"
-
-[[workflow.council.members]]
-model = "model-a"
-
-[[workflow.council.members]]
-model = "model-b"
-
-[[workflow.council.members]]
-model = "model-c"
-"""
-QUALITY = {"model-a": 3, "model-b": 2, "model-c": 1}  # what the judges think of each answer
-
-
-def answer_of(model: str) -> str:
-    return f"Answer by {model}.\n\n```python path=app_{model[-1]}.py\nprint('{model}')\n```\n"
-
-
-def ranking_reply(request: RecordedRequest) -> str:
-    """Ranks the shown responses by the quality of the model that wrote them."""
-    user = request.messages[-1]["content"]
-    shown = dict(re.findall(r"## Response ([A-Z])\nAnswer by (model-\w)", user))
-    order = sorted(shown, key=lambda label: -QUALITY[shown[label]])
-    ranking = [{"response": label, "reason": f"{shown[label]} quality"} for label in order]
-    return "```json\n" + json.dumps({"ranking": ranking}) + "\n```\n"
-
-
-def script_council(fake: FakeOpenAI, member: Callable[[RecordedRequest], Reply | str]) -> None:
-    fake.set_default("member", member)
-    fake.set_default("judge", ranking_reply)
-    fake.set_default("chair", "Final answer.\n\n```python path=app.py\nprint('chair')\n```\n")
+from support import (
+    COUNCIL,
+    ServerThread,
+    answer_of,
+    collect,
+    iter_events,
+    new_key,
+    ranking_reply,
+    script_council,
+    start_task,
+)
 
 
 def streamed_member(request: RecordedRequest) -> Reply:
@@ -166,7 +143,9 @@ async def test_cancel_mid_propose_closes_every_members_request(
         cancelled = await client.post(
             f"/api/stream/{created['stream_id']}/cancel", headers={"X-API-Key": key}
         )
-        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", (
+            cancelled.text
+        )
         closed = await fake.wait_for_async(
             lambda: all(r.disconnected_at or r.finished_at for r in fake.requests_for("member")),
             timeout=5,
@@ -175,7 +154,9 @@ async def test_cancel_mid_propose_closes_every_members_request(
         tail = await collect(client, created["stream_id"], key, last_event_id=event.seq)
 
     assert closed and took < 1.0
-    assert tail[-1].event == "task_cancelled", [e.data.get("message") for e in tail if e.event == "system_message"]
+    assert tail[-1].event == "task_cancelled", [
+        e.data.get("message") for e in tail if e.event == "system_message"
+    ]
 
 
 async def test_a_council_is_cached_by_its_members_and_replays_the_same(
@@ -236,3 +217,26 @@ def test_agreement_is_kendalls_w_for_rankings_that_leave_out_their_own_answer() 
     assert consensus.dissent == "D"
     assert consensus.dissent_reasons == {"C": "the only one that compiles"}
     assert [s.member for s in consensus.ranking] == ["A", "B", "C", "D"]
+
+
+async def test_a_council_started_over_websocket_streams_the_same_events(
+    council_server: ServerThread, fake: FakeOpenAI
+) -> None:
+    script_council(fake, streamed_member)
+    key = new_key(council_server.settings, "alice")
+    url = council_server.base_url.replace("http", "ws") + "/api/stream/ws"
+    received: list[dict[str, Any]] = []
+    async with websockets.connect(url, additional_headers={"X-API-Key": key}) as ws:
+        start = {"action": "start", "task": "Build a CLI", "workflow": "council"}
+        await ws.send(json.dumps(start))
+        created = json.loads(await ws.recv())
+        assert created["event"] == "task_created", created
+        while not received or received[-1]["event"] not in ("task_completed", "task_error"):
+            received.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+    assert received[-1]["event"] == "task_completed"
+    phases = [m["data"]["phase"] for m in received if m["event"] == "chunk_started"]
+    assert phases == ["propose"] * 3 + ["review"] * 3 + ["synthesize"]
+    async with httpx.AsyncClient(base_url=council_server.base_url, timeout=30) as client:
+        over_sse = await collect(client, created["data"]["stream_id"], key)
+    assert [m["data"] for m in received] == [e.data for e in over_sse]

@@ -21,8 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
-from fakes.openai_server import FakeOpenAI
-from support import ServerThread, collect, new_key, script_happy_path
+from fakes.openai_server import FakeOpenAI, Reply
+from support import (
+    COUNCIL,
+    ServerThread,
+    answer_of,
+    collect,
+    new_key,
+    script_council,
+    script_happy_path,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -179,6 +187,26 @@ def test_submit_streams_tokens_live_then_shows_files(
     assert report["replayStatus"] == "completed"
     before = {lane["chunkId"]: lane["text"] for lane in report["lanes"]}
     assert {lane["chunkId"]: lane["text"] for lane in report["replayLanes"]} == before
+
+
+def test_council_shows_member_lanes_then_the_ranking(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = tmp_path / "council.toml"
+    config.write_text(COUNCIL, encoding="utf-8")
+    council = make_server(web_dir=DIST, config=config)
+    script_council(fake, lambda r: Reply(text=answer_of(r.model) * 6, delay_s=0.02))
+    key = new_key(council.settings, "alice")
+    report = run_scenario(council, key, "council")
+
+    member_lanes = [lane for lane in report["liveLanes"] if lane["chunkId"].startswith("propose-")]
+    assert len(member_lanes) == 3  # every member has its own lane while proposing
+    assert report["finalStatus"] == "completed"
+    assert [row[2] for row in report["ranking"]] == ["model-a", "model-b", "model-c"]
+    assert report["agreement"].startswith("Agreement (Kendall's W): 1.00")
+    lanes = {lane["chunkId"] for lane in report["lanes"]}
+    assert {"propose-1", "review-1", "synthesis"} <= lanes
+    assert_lanes_match(report, completed_contents(council, key, report["run"]["streamId"]))
 
 
 def test_cancel_mid_run(web_server: ServerThread, fake: FakeOpenAI) -> None:

@@ -169,11 +169,12 @@ async function enterKey(page, key) {
   await page.getByRole("button", { name: "Save key" }).click();
 }
 
-async function submitTask(page, { task = TASK, language = "python", frameworks = "fastapi, pydantic", teamSize = "3" } = {}) {
+async function submitTask(page, { task = TASK, language = "python", frameworks = "fastapi, pydantic", teamSize = "3", workflow = "sequential" } = {}) {
   await page.getByLabel("Task", { exact: true }).fill(task);
   await page.getByLabel("Language").fill(language);
   await page.getByLabel("Frameworks").fill(frameworks);
   await page.getByLabel("Team size").fill(teamSize);
+  await page.getByLabel("Workflow").selectOption(workflow);
   await page.getByRole("button", { name: "Run task" }).click();
 }
 
@@ -303,6 +304,24 @@ const scenarios = {
     await page.locator('[data-testid="file"]').first().waitFor({ timeout: TIMEOUT });
     out.replayLanes = (await lanes(page)).map(({ chunkId, text }) => ({ chunkId, text }));
     out.screenshots.push(await shot(page, "happy-4-history-replay"));
+  },
+
+  async council({ page, out }) {
+    await enterKey(page, API_KEY);
+    await submitTask(page, { workflow: "council" });
+    out.live = await waitForLiveTokens(page);
+    out.liveLanes = (await lanes(page)).map(({ chunkId, done, box }) => ({ chunkId, done, box }));
+    out.screenshots.push(await shot(page, "council-1-proposing"));
+    out.finalStatus = await waitStatus(page, ["completed", "failed", "cancelled"]);
+    check(out.finalStatus === "completed", `the run ended ${out.finalStatus}`);
+    await page.locator('[data-testid="ranking"]').waitFor({ timeout: TIMEOUT });
+    out.ranking = await page.$$eval('[data-testid="ranking-row"]', (rows) =>
+      rows.map((row) => Array.from(row.querySelectorAll("td")).map((cell) => cell.textContent)),
+    );
+    out.agreement = await page.locator('[data-testid="agreement"]').textContent();
+    out.lanes = await lanes(page);
+    out.run = await runInfo(page);
+    out.screenshots.push(await shot(page, "council-2-ranking"));
   },
 
   async cancel({ page, out }) {

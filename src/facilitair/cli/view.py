@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rich import box
+from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown
 from rich.panel import Panel
@@ -48,6 +49,7 @@ class ChunkView:
     description: str
     iteration: int = 1
     attempt: int = 1
+    phase: str = ""  # the council's: propose, review, synthesize
     text: str = ""
     done: bool = False
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens)
@@ -237,6 +239,7 @@ class RunView:
         chunk.description = _str(data, "description", chunk.description)
         chunk.iteration = _int(data, "iteration", 1)
         chunk.attempt = _int(data, "attempt", 1)
+        chunk.phase = _str(data, "phase")
         chunk.text = ""
         chunk.done = False
         chunk.usage = None
@@ -500,11 +503,17 @@ def _chunk_line(chunk: ChunkView) -> Text:
 
 
 def render_live(view: RunView, now: float | None = None, *, tail_lines: int = 12) -> RenderableType:
-    """Header, one dim line per completed turn, then one panel per active turn (stacked)."""
+    """Header, one dim line per completed turn, then one panel per active turn: stacked, or
+    side by side for council members answering or judging at once."""
     parts: list[RenderableType] = [_header(view, now)]
     chunks = list(view.chunks.values())
     parts.extend(_chunk_line(chunk) for chunk in chunks if chunk.done)
-    parts.extend(_chunk_panel(chunk, tail_lines) for chunk in chunks if not chunk.done)
+    active = [chunk for chunk in chunks if not chunk.done]
+    panels = [_chunk_panel(chunk, tail_lines) for chunk in active]
+    if len(active) > 1 and all(chunk.phase in ("propose", "review") for chunk in active):
+        parts.append(Columns(panels, equal=True, expand=True))
+    else:
+        parts.extend(panels)
     return Group(*parts)
 
 
