@@ -42,6 +42,13 @@ class Seat:
     number: int
     spec: CouncilMember
 
+    def lane(self, phase: str) -> Lane:
+        """This member's model, provider and seed; its own temperature when it answers (a
+        judge ranks at the judge role's)."""
+        spec = self.spec
+        temperature = spec.temperature if phase == "propose" else None
+        return Lane(phase, self.name, spec.model, spec.provider, temperature, spec.seed)
+
 
 class CouncilWorkflow:
     def __init__(self, turns: TurnRunner, config: AgentConfig, emit: Emit) -> None:
@@ -78,14 +85,6 @@ class CouncilWorkflow:
         messages = [self._system("member"), ChatMessage("user", text)]
 
         async def answer(seat: Seat) -> str | None:
-            lane = Lane(
-                phase="propose",
-                member=seat.name,
-                model=seat.spec.model,
-                provider=seat.spec.provider,
-                temperature=seat.spec.temperature,
-                seed=seat.spec.seed,
-            )
             return await self._turn_or_drop(
                 seat,
                 role_key="member",
@@ -93,7 +92,7 @@ class CouncilWorkflow:
                 agent=seat.name,
                 description="Answer",
                 messages=messages,
-                lane=lane,
+                lane=seat.lane("propose"),
             )
 
         results = await _all(answer(seat) for seat in self.seats)
@@ -114,13 +113,6 @@ class CouncilWorkflow:
             shown = "\n\n".join(
                 f"## Response {label}\n{answers[name]}" for label, name in labels.items()
             )
-            lane = Lane(
-                phase="review",
-                member=seat.name,
-                model=seat.spec.model,
-                provider=seat.spec.provider,
-                seed=seat.spec.seed,
-            )
             content = await self._turn_or_drop(
                 seat,
                 role_key="judge",
@@ -128,7 +120,7 @@ class CouncilWorkflow:
                 agent=f"{seat.name} (judge)",
                 description=f"Rank {len(labels)} answers",
                 messages=[self._system("judge"), ChatMessage("user", f"{text}\n\n{shown}")],
-                lane=lane,
+                lane=seat.lane("review"),
             )
             if content is None:
                 return None
