@@ -240,3 +240,19 @@ async def test_a_council_started_over_websocket_streams_the_same_events(
     async with httpx.AsyncClient(base_url=council_server.base_url, timeout=30) as client:
         over_sse = await collect(client, created["data"]["stream_id"], key)
     assert [m["data"] for m in received] == [e.data for e in over_sse]
+
+
+async def test_the_budget_counts_every_member(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = tmp_path / "priced.toml"
+    prices = "\n".join(f'"model-{x}" = {{ input = 1000.0, output = 1000.0 }}' for x in "abc")
+    config.write_text(COUNCIL + f"\n[prices]\n{prices}\n", encoding="utf-8")
+    server = make_server(config=config)
+    script_council(fake, lambda request: Reply(text=answer_of(request.model), prompt_tokens=10))
+    events = await run_council(server, budget_usd=0.05)
+
+    # One answer costs a few cents: no single member reaches $0.05, the members together do.
+    assert events[-1].event == "task_error"
+    assert events[-1].data["code"] == "budget_exceeded"
+    assert events[-1].data["details"]["spent_usd"] > 0.05
