@@ -438,7 +438,8 @@ async def test_agents_lists_roles_with_models(client: httpx.AsyncClient, key: st
     response = await client.get("/api/v1/agents", headers=auth(key))
     assert response.status_code == 200, response.text
     agents = {a["role"]: a for a in response.json()["agents"]}
-    assert set(agents) == {"architect", "coder", "reviewer", "documenter"}
+    sequential = {"architect", "coder", "reviewer", "documenter"}
+    assert set(agents) == sequential | {"member", "judge", "chairman"}  # the council's roles
     for agent in agents.values():
         assert isinstance(agent["model"], str) and agent["model"]
         assert isinstance(agent["temperature"], int | float)
