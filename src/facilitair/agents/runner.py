@@ -437,6 +437,7 @@ class TaskRunner:
                     duration_s=0.0,
                     phase=turn.get("phase"),
                     member=turn.get("member"),
+                    tests=turn.get("tests"),
                 )
             )
         original = TaskResult.model_validate(entry.result)

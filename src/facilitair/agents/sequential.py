@@ -9,12 +9,14 @@ import math
 from facilitair.agents.parsing import (
     FENCE,
     PlanChunk,
+    ReviewIssue,
     Verdict,
     extract_artifacts,
     parse_plan,
     parse_verdict,
     plan_design,
 )
+from facilitair.agents.tester import Tester
 from facilitair.agents.turns import Emit, TurnResult, TurnRunner
 from facilitair.agents.workflow import WorkflowOutcome
 from facilitair.agents.workflow import task_text as workflow_task_text
@@ -22,6 +24,7 @@ from facilitair.config import AgentConfig, SequentialConfig
 from facilitair.llm.base import ChatMessage
 from facilitair.protocol.api import TaskRequest
 from facilitair.protocol.events import Artifact, PlanItem, SystemMessage, TaskProgress
+from facilitair.sandbox import SandboxRun
 
 
 def _issue_lines(verdict: Verdict, severities: set[str]) -> str:
@@ -42,6 +45,8 @@ class SequentialWorkflow:
         self.emit = emit
         self.blocking = set(self.settings.blocking_severities)
         self.extra_turns = 0  # JSON retries: turns the plan did not foresee
+        self.tester = Tester(turns, config.workflow.tester) if tests_enabled(config) else None
+        self.tests: SandboxRun | None = None  # the latest run
 
     # --- plan and estimates -------------------------------------------------------------
 
@@ -134,6 +139,10 @@ class SequentialWorkflow:
             artifacts.append(Artifact(path="README.md", language="markdown", content=readme + "\n"))
         content = self._final_markdown(request.task, design_text, artifacts, verdict, readme)
         return WorkflowOutcome(content=content, artifacts=artifacts, iterations=iterations)
+
+    async def _test(self, chunks: list[PlanChunk], code: dict[str, str], iteration: int) -> None:
+        if self.tester is not None:
+            self.tests = await self.tester.run(self._collect_files(chunks, code), iteration)
 
     def _add_unplanned_turn(self) -> None:
         self.extra_turns += 1
@@ -245,8 +254,16 @@ class SequentialWorkflow:
         revisions: list[str] = []
         iteration = 1
         while True:
+            await self._test(chunks, code, iteration)
             verdict = await self._review(task_text, design, code, iteration)
             blocking = [i for i in verdict.issues if i.severity in self.blocking] if verdict else []
+            failing = self.tests is not None and not self.tests.ok
+            if failing and verdict is not None:
+                # Failing tests block whatever the Reviewer thought: their output goes to the
+                # coders as the first issue of the revision.
+                issue = ReviewIssue(severity="blocker", description=_test_issue(self.tests))
+                verdict = verdict.model_copy(update={"issues": [issue, *verdict.issues]})
+                blocking = [issue, *blocking]
             if verdict is None or (verdict.approved and not blocking):
                 return verdict, iteration
             if iteration > self.settings.max_review_iterations:
@@ -274,9 +291,13 @@ class SequentialWorkflow:
         self, task_text: str, design: str, code: dict[str, str], iteration: int
     ) -> Verdict | None:
         body = "\n\n".join(f"### Chunk {cid}\n{text}" for cid, text in code.items())
+        tested = f"\n\n## Test results\n{_test_issue(self.tests)}" if self.tests else ""
         messages = [
             self._system("reviewer"),
-            ChatMessage("user", f"{task_text}\n\n## Design\n{design}\n\n## Implementation\n{body}"),
+            ChatMessage(
+                "user",
+                f"{task_text}\n\n## Design\n{design}\n\n## Implementation\n{body}{tested}",
+            ),
         ]
         result = await self.turns.run(
             role_key="reviewer",
@@ -392,6 +413,14 @@ class SequentialWorkflow:
         lines = [f"# {task.strip().splitlines()[0][:200]}", "", "## Design", "", design_text, ""]
         lines += ["## Files", ""]
         lines += [f"- `{a.path}` ({a.language})" for a in artifacts] or ["(no files)"]
+        lines += ["", "## Tests", ""]
+        if self.tester is None:
+            lines.append("Not run (the Tester is off).")
+        elif self.tests is None:
+            lines.append("Not run: no Python tests among the files.")
+        else:
+            state = "Passed" if self.tests.ok else "Failed"
+            lines.append(f"{state}: {self.tests.summary()}.")
         lines += ["", "## Review", ""]
         if verdict is None:
             lines.append("No usable verdict: the code was not reviewed.")
@@ -403,6 +432,23 @@ class SequentialWorkflow:
         if readme:
             lines += ["", "## Documentation", "", readme]
         return "\n".join(lines).rstrip() + "\n"
+
+
+def tests_enabled(config: AgentConfig) -> bool:
+    setting = config.workflow.tester.enabled
+    if setting != "auto":
+        return setting == "on"
+    return not any(role.model == config.local.model for role in config.roles.values())
+
+
+TEST_OUTPUT_TAIL = 3000  # characters of test output a prompt carries (the end: the failures)
+
+
+def _test_issue(tests: SandboxRun | None) -> str:
+    if tests is None:
+        return "not run"
+    tail = tests.output[-TEST_OUTPUT_TAIL:]
+    return f"The tests ran: {tests.summary()}.\n```\n{tail}\n```"
 
 
 def _without_json_blocks(text: str) -> str:

@@ -125,6 +125,7 @@ class ChunkCompleted(Payload):
     duration_s: float
     phase: str | None = None
     member: str | None = None
+    tests: dict[str, float] | None = None  # the Tester's: passed, failed, errors, duration_s
 
 
 class SystemMessage(Payload):
@@ -229,9 +230,9 @@ def envelope(stream_id: str, seq: int, payload: Payload) -> StoredEvent:
             data["member"] = payload.member
     else:
         data.update(payload.model_dump(mode="json"))
-        if data.get("phase", "") is None:  # the council's fields, on no other workflow's events
-            del data["phase"]
-            data.pop("member", None)
+        for optional in ("phase", "member", "tests"):  # only on the events that have them
+            if optional in data and data[optional] is None:
+                del data[optional]
     return StoredEvent(stream_id, seq, payload.event, data)
 
 

@@ -1,0 +1,282 @@
+"""Run generated code's tests where it cannot hurt the server: a fresh folder, a subprocess in
+its own process group, and limits the kernel enforces.
+
+- **No network**: the child gets a new, empty network namespace (`unshare --net`) when the
+  server runs as root, or as an unprivileged user with user namespaces
+  (`unshare --net --map-root-user`); when neither works the run says `isolated_network=False`.
+- **Limits** (`Limits`): CPU seconds, address space, open files and file size (`setrlimit` in
+  the child), and a cap on processes. The kernel never counts root's processes against
+  RLIMIT_NPROC, so as root the cap is a pids cgroup made for the run (v1 or v2); as another
+  user it is RLIMIT_NPROC. When neither is available the run says `process_cap=False`.
+- **A wall-clock timeout** kills the whole process group, grandchildren included.
+- **Output** streams as it comes, up to `output_bytes`; the rest is counted, not kept.
+
+Everything waits with asyncio: the server's event loop never blocks on a test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+READ_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_s: int = 20
+    memory_mb: int = 512
+    processes: int = 32
+    open_files: int = 256
+    file_mb: int = 20
+    wall_s: float = 60.0
+    output_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    passed: int
+    failed: int
+    errors: int
+    duration_s: float
+    exit_code: int | None
+    output: str
+    timed_out: bool = False
+    truncated: bool = False
+    isolated_network: bool = True
+    process_cap: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.failed == 0 and self.errors == 0 and self.passed > 0
+
+    def summary(self) -> str:
+        if self.timed_out:
+            return f"stopped after {self.duration_s:.1f} s (time limit)"
+        counts = f"{self.passed} passed, {self.failed} failed, {self.errors} errors"
+        return f"{counts} in {self.duration_s:.1f} s"
+
+
+OnOutput = Callable[[str], Awaitable[None]]
+
+
+async def run_pytest(
+    files: dict[str, str], limits: Limits, on_output: OnOutput | None = None
+) -> SandboxRun:
+    """Write `files` (relative path → text) to a fresh folder and run pytest there."""
+    folder = await asyncio.to_thread(_prepare, files)
+    as_root = os.geteuid() == 0
+    group = await asyncio.to_thread(_PidsCgroup.make, limits.processes) if as_root else None
+    try:
+        wrapper, isolated = await asyncio.to_thread(_network_wrapper, as_root)
+        report = folder / ".report.xml"
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            str(folder),
+        ]
+        return await _run([*wrapper, *command], folder, report, limits, on_output, isolated, group)
+    finally:
+        if group is not None:
+            await asyncio.to_thread(group.close)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def _prepare(files: dict[str, str]) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="facilitair-tests-")).resolve()
+    for relative, text in files.items():
+        target = (folder / relative).resolve()
+        if not target.is_relative_to(folder):
+            continue  # a path that climbs out is not written
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return folder
+
+
+async def _run(
+    command: list[str],
+    folder: Path,
+    report: Path,
+    limits: Limits,
+    on_output: OnOutput | None,
+    isolated: bool,
+    group: _PidsCgroup | None,
+) -> SandboxRun:
+    began = time.monotonic()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "LANG": "C.UTF-8",
+    }
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: one kill stops everything it started
+        preexec_fn=_limited(limits, group),
+    )
+    kept: list[str] = []
+    size = 0
+    truncated = False
+    timed_out = False
+
+    async def pump() -> None:
+        nonlocal size, truncated
+        assert process.stdout is not None
+        while chunk := await process.stdout.read(READ_SIZE):
+            if size >= limits.output_bytes:
+                truncated = True
+                continue
+            text = chunk[: limits.output_bytes - size].decode("utf-8", "replace")
+            size += len(chunk)
+            kept.append(text)
+            if on_output is not None:
+                await on_output(text)
+
+    try:
+        async with asyncio.timeout(limits.wall_s):
+            await pump()
+            await process.wait()
+    except TimeoutError:
+        timed_out = True
+    finally:
+        _kill_group(process.pid)
+        if group is not None:
+            await asyncio.to_thread(group.kill_all)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+    passed, failed, errors = _counts(report)
+    return SandboxRun(
+        passed=passed,
+        failed=failed,
+        errors=errors,
+        duration_s=round(time.monotonic() - began, 3),
+        exit_code=None if timed_out else process.returncode,
+        output="".join(kept),
+        timed_out=timed_out,
+        truncated=truncated,
+        isolated_network=isolated,
+        process_cap=group is not None or os.geteuid() != 0,
+    )
+
+
+def _limited(limits: Limits, group: _PidsCgroup | None) -> Callable[[], None]:
+    def apply() -> None:  # runs in the child, between fork and exec
+        if group is not None:
+            group.enter()
+        mb = 1024 * 1024
+        for name, value in (
+            (resource.RLIMIT_CPU, limits.cpu_s),
+            (resource.RLIMIT_AS, limits.memory_mb * mb),
+            (resource.RLIMIT_NOFILE, limits.open_files),
+            (resource.RLIMIT_FSIZE, limits.file_mb * mb),
+            (resource.RLIMIT_NPROC, limits.processes),
+            (resource.RLIMIT_CORE, 0),
+        ):
+            resource.setrlimit(name, (value, value))
+
+    return apply
+
+
+class _PidsCgroup:
+    """A pids cgroup for one run: at most `limit` processes, all of them killed at the end."""
+
+    ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def make(cls, limit: int) -> _PidsCgroup | None:
+        for root in cls.ROOTS:
+            if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
+                continue
+            path = root / f"facilitair-{os.getpid()}-{time.monotonic_ns()}"
+            try:
+                path.mkdir()
+                (path / "pids.max").write_text(str(limit))
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            return cls(path)
+        return None
+
+    def enter(self) -> None:
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def kill_all(self) -> None:
+        for _ in range(50):  # a fork bomb keeps forking while it is being killed
+            try:
+                pids = (self.path / "cgroup.procs").read_text().split()
+            except OSError:
+                return
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.kill_all()
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def _network_wrapper(as_root: bool) -> tuple[list[str], bool]:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return [], False
+    if as_root:
+        return [unshare, "--net", "--"], True
+    probe = subprocess.run(
+        [unshare, "--net", "--map-root-user", "true"], capture_output=True, check=False
+    )
+    if probe.returncode == 0:
+        return [unshare, "--net", "--map-root-user", "--"], True
+    return [], False
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _counts(report: Path) -> tuple[int, int, int]:
+    """(passed, failed, errors) from pytest's JUnit XML; zeros when it wrote none."""
+    try:
+        root = ET.parse(report).getroot()
+    except (OSError, ET.ParseError):
+        return 0, 0, 0
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    tests = failures = errors = skipped = 0
+    for suite in suites:
+        tests += int(suite.get("tests", 0))
+        failures += int(suite.get("failures", 0))
+        errors += int(suite.get("errors", 0))
+        skipped += int(suite.get("skipped", 0))
+    return tests - failures - errors - skipped, failures, errors
