@@ -74,11 +74,15 @@ async def test_members_propose_rank_blind_and_the_chairman_answers(
     started = sorted(firsts, key=lambda member: firsts[member])
     assert len(started) == 3 and firsts[started[1]] < lasts[started[0]]
 
-    # Judges saw the others' answers only, anonymised and without the models' names.
+    # Judges saw the others' answers only, anonymised and without the models' names, and the
+    # schema sent with each held it to exactly those labels.
     for request in fake.requests_for("judge"):
         user = request.messages[-1]["content"]
         assert user.count("## Response ") == 2
         assert "Member" not in user
+        ranking = request.body["response_format"]["json_schema"]["schema"]["properties"]["ranking"]
+        assert sorted(ranking["items"]["properties"]["response"]["enum"]) == ["A", "B"]
+        assert ranking["minItems"] == ranking["maxItems"] == 2
     consensus = events[-1].data["metrics"]["consensus"]
     assert [r["model"] for r in consensus["ranking"]] == ["model-a", "model-b", "model-c"]
     assert consensus["ranking"][0]["mean_rank"] == 1.0

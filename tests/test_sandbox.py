@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -57,7 +56,7 @@ async def test_the_network_is_out_of_reach() -> None:
 async def test_a_fork_bomb_is_capped_and_every_process_killed() -> None:
     body = "import os\n\ndef test_fork_forever():\n    while True:\n        os.fork()\n"
     began = time.monotonic()
-    result = await run(body, replace(LIMITS, wall_s=8.0))
+    result = await run(body, LIMITS.model_copy(update={"wall_s": 8.0}))
 
     assert result.process_cap
     assert time.monotonic() - began < 15
@@ -85,7 +84,7 @@ async def test_a_test_that_sleeps_forever_is_stopped_and_the_loop_stays_responsi
 
     ticker = asyncio.create_task(tick())
     try:
-        result = await run(body, replace(LIMITS, wall_s=3.0))
+        result = await run(body, LIMITS.model_copy(update={"wall_s": 3.0}))
     finally:
         ticker.cancel()
 
@@ -97,7 +96,7 @@ async def test_a_test_that_sleeps_forever_is_stopped_and_the_loop_stays_responsi
 
 async def test_output_beyond_the_cap_is_counted_not_kept() -> None:
     body = "def test_loud():\n    print('x' * 1_000_000)\n    assert False\n"
-    result = await run(body, replace(LIMITS, output_bytes=4096))
+    result = await run(body, LIMITS.model_copy(update={"output_bytes": 4096}))
 
     assert result.truncated and len(result.output) <= 4096
     assert result.failed == 1  # the counts come from the report, not the cut output

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facilitair.sandbox import Limits
+
 
 class NoProviderConfigured(RuntimeError):
     """No LLM can serve a role; the message says what to set."""
@@ -128,21 +130,11 @@ class CouncilConfig(BaseModel):
     chairman_provider: str = ""  # empty: the provider of the member whose model it is
 
 
-class SandboxLimits(BaseModel):
-    cpu_s: int = Field(default=20, ge=1)
-    memory_mb: int = Field(default=512, ge=64)
-    processes: int = Field(default=32, ge=4)
-    open_files: int = Field(default=256, ge=16)
-    file_mb: int = Field(default=20, ge=1)
-    wall_s: float = Field(default=60.0, gt=0)
-    output_bytes: int = Field(default=64 * 1024, ge=1024)
-
-
 class TesterConfig(BaseModel):
     # "auto": on when the roles run a real endpoint, off on the small offline model (its code
     # rarely runs, and the first run should stay quick).
     enabled: Literal["auto", "on", "off"] = "auto"
-    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+    limits: Limits = Field(default_factory=Limits)
 
 
 class WorkflowConfig(BaseModel):

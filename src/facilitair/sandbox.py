@@ -31,18 +31,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 READ_SIZE = 4096
 
 
-@dataclass(frozen=True)
-class Limits:
-    cpu_s: int = 20
-    memory_mb: int = 512
-    processes: int = 32
-    open_files: int = 256
-    file_mb: int = 20
-    wall_s: float = 60.0
-    output_bytes: int = 64 * 1024
+class Limits(BaseModel):
+    """What one run may use; `[workflow.tester.limits]` in the configuration."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpu_s: int = Field(default=20, ge=1)  # CPU seconds
+    memory_mb: int = Field(default=512, ge=64)  # address space
+    processes: int = Field(default=32, ge=4)
+    open_files: int = Field(default=256, ge=16)
+    file_mb: int = Field(default=20, ge=1)  # the largest file it may write
+    wall_s: float = Field(default=60.0, gt=0)  # then the whole process group is killed
+    output_bytes: int = Field(default=64 * 1024, ge=1024)
 
 
 @dataclass(frozen=True)

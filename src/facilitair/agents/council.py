@@ -14,6 +14,8 @@ the council goes on while at least two answers remain.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import random
 import string
 from collections.abc import Coroutine, Iterable
@@ -113,6 +115,7 @@ class CouncilWorkflow:
             shown = "\n\n".join(
                 f"## Response {label}\n{answers[name]}" for label, name in labels.items()
             )
+            lane = dataclasses.replace(seat.lane("review"), schema=self._ranking_schema(labels))
             content = await self._turn_or_drop(
                 seat,
                 role_key="judge",
@@ -120,7 +123,7 @@ class CouncilWorkflow:
                 agent=f"{seat.name} (judge)",
                 description=f"Rank {len(labels)} answers",
                 messages=[self._system("judge"), ChatMessage("user", f"{text}\n\n{shown}")],
-                lane=seat.lane("review"),
+                lane=lane,
             )
             if content is None:
                 return None
@@ -209,6 +212,18 @@ class CouncilWorkflow:
             )
             return None
         return result.content
+
+    def _ranking_schema(self, labels: dict[str, str]) -> dict[str, Any] | None:
+        """The judge role's schema held to this judge's labels: each one, once, and no other
+        (a schema-enforcing provider then cannot return a partial ranking)."""
+        schema = self.config.output_schema(self.config.roles["judge"])
+        if schema is None:
+            return None
+        ranking = copy.deepcopy(schema)
+        items = ranking["properties"]["ranking"]
+        items["minItems"] = items["maxItems"] = len(labels)
+        items["items"]["properties"]["response"] = {"type": "string", "enum": list(labels)}
+        return ranking
 
     def _system(self, role_key: str) -> ChatMessage:
         return ChatMessage("system", self.config.roles[role_key].system_prompt.strip())

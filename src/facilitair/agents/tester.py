@@ -20,7 +20,7 @@ from facilitair.protocol.events import (
     TokenStream,
     Usage,
 )
-from facilitair.sandbox import Limits, SandboxRun, run_pytest
+from facilitair.sandbox import SandboxRun, run_pytest
 
 CHUNK_ID = "tests"
 ROLE = "tester"
@@ -34,7 +34,7 @@ def has_python_tests(files: dict[str, Artifact]) -> bool:
 class Tester:
     def __init__(self, turns: TurnRunner, config: TesterConfig) -> None:
         self.turns = turns
-        self.limits = Limits(**config.limits.model_dump())
+        self.limits = config.limits
 
     async def run(self, files: dict[str, Artifact], iteration: int) -> SandboxRun | None:
         """None when there is nothing to run (the result then says so)."""

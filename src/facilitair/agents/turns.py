@@ -94,11 +94,12 @@ class Lane:
     """A council member's turn: its own model, provider and sampling, and where it shows."""
 
     phase: str
-    member: str  # the label shown: "Response A" until the review ends, then the model
+    member: str  # the label shown: "Member 1" until the review ends, then the model
     model: str | None = None
     provider: str | None = None
     temperature: float | None = None
     seed: int | None = None
+    schema: dict[str, Any] | None = None  # instead of the role's (a judge's, for its labels)
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,7 @@ class TurnRunner:
             )
             await emit(tokens)
 
-        schema = self.config.output_schema(role)
+        schema = (lane.schema if lane else None) or self.config.output_schema(role)
         request = ChatRequest(
             model=model,
             messages=messages,
