@@ -4,8 +4,8 @@ its own process group, and limits the kernel enforces.
 - **No network**: the child gets a new, empty network namespace (`unshare --net`) when the
   server runs as root, or as an unprivileged user with user namespaces
   (`unshare --net --map-root-user`); when neither works the run says `isolated_network=False`.
-- **Limits** (`Limits`): CPU seconds, address space, open files and file size (`setrlimit` in
-  the child), and a cap on processes. The kernel never counts root's processes against
+- **Limits** (`Limits`): CPU seconds, address space, open files and file size (`prlimit`), and
+  a cap on processes. The kernel never counts root's processes against
   RLIMIT_NPROC, so as root the cap is a pids cgroup made for the run (v1 or v2); as another
   user it is RLIMIT_NPROC. When neither is available the run says `process_cap=False`.
 - **A wall-clock timeout** kills the whole process group, grandchildren included.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -97,6 +96,9 @@ async def run_pytest(
             f"--junitxml={report}",
             str(folder),
         ]
+        command = [*_limits_prefix(limits), *command]
+        if group is not None:
+            command = [*group.entry_prefix(), *command]
         return await _run([*wrapper, *command], folder, report, limits, on_output, isolated, group)
     finally:
         if group is not None:
@@ -140,7 +142,6 @@ async def _run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: one kill stops everything it started
-        preexec_fn=_limited(limits, group),
     )
     kept: list[str] = []
     size = 0
@@ -188,22 +189,20 @@ async def _run(
     )
 
 
-def _limited(limits: Limits, group: _PidsCgroup | None) -> Callable[[], None]:
-    def apply() -> None:  # runs in the child, between fork and exec
-        if group is not None:
-            group.enter()
-        mb = 1024 * 1024
-        for name, value in (
-            (resource.RLIMIT_CPU, limits.cpu_s),
-            (resource.RLIMIT_AS, limits.memory_mb * mb),
-            (resource.RLIMIT_NOFILE, limits.open_files),
-            (resource.RLIMIT_FSIZE, limits.file_mb * mb),
-            (resource.RLIMIT_NPROC, limits.processes),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            resource.setrlimit(name, (value, value))
-
-    return apply
+def _limits_prefix(limits: Limits) -> list[str]:
+    """`prlimit` sets the limits and execs the command. Not a preexec_fn: that would make the
+    server fork in full on its event loop's thread instead of spawning."""
+    mb = 1024 * 1024
+    return [
+        shutil.which("prlimit") or "prlimit",
+        f"--cpu={limits.cpu_s}",
+        f"--as={limits.memory_mb * mb}",
+        f"--nofile={limits.open_files}",
+        f"--fsize={limits.file_mb * mb}",
+        f"--nproc={limits.processes}",
+        "--core=0",
+        "--",
+    ]
 
 
 class _PidsCgroup:
@@ -230,8 +229,11 @@ class _PidsCgroup:
             return cls(path)
         return None
 
-    def enter(self) -> None:
-        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+    def entry_prefix(self) -> list[str]:
+        """A shell that moves itself into the cgroup, then execs the command: everything the
+        command starts is in it from its first instruction."""
+        procs = str(self.path / "cgroup.procs")
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs]
 
     def kill_all(self) -> None:
         for _ in range(50):  # a fork bomb keeps forking while it is being killed
