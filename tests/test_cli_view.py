@@ -197,6 +197,22 @@ def test_council_members_answering_at_once_sit_side_by_side() -> None:
     assert "Member 2" in row and "Member 3" in row  # one row of panels, not a stack
     assert next(line for line in out.splitlines() if "answer 1" in line).count("answer") == 3
 
+    # When the review is over, the ranking shows as a table.
+    consensus = {
+        "ranking": [
+            {"member": "Member 2", "model": "model-b", "mean_rank": 1.0},
+            {"member": "Member 1", "model": "model-a", "mean_rank": 2.0},
+        ],
+        "agreement": 0.75,
+        "dissent": {"member": "Member 3", "reasons": {}},
+    }
+    script("system_message", message="Council ranking: …", kind="council", details=consensus)
+    out = live(script)
+    assert "Council ranking" in out
+    first = next(line for line in out.splitlines() if "model-b" in line)
+    assert "1" in first and "Member 2" in first and "1.00" in first
+    assert "agreement (Kendall's W) 0.75 · dissent: Member 3" in " ".join(out.split())
+
 
 def test_completed_chunk_collapses_to_one_line() -> None:
     script = Script().progress().started("c1").tokens("c1", "streaming body\n")

@@ -122,6 +122,7 @@ export interface SystemMessageData extends Envelope {
   message: string;
   level: "info" | "warning";
   kind: string;
+  details?: Record<string, unknown>;
 }
 
 export interface TaskCompletedData extends Envelope {

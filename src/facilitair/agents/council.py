@@ -70,7 +70,11 @@ class CouncilWorkflow:
         await self._progress("review", seated)
         rankings = await self._review(text, seated, answers)
         consensus = aggregate(rankings, {seat.name: seat.spec.model for seat in seated})
-        await self.emit(SystemMessage(message=_announce(consensus), kind="council"))
+        await self.emit(
+            SystemMessage(
+                message=_announce(consensus), kind="council", details=consensus.as_metrics()
+            )
+        )
         await self._progress("synthesize", seated)
         final = await self._synthesize(text, seated, answers, consensus)
         artifacts = extract_artifacts(final.content)

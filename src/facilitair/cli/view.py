@@ -114,6 +114,7 @@ class RunView:
         self.chunks: dict[str, ChunkView] = {}
         self.completions: Counter[str] = Counter()  # chunk_completed events per chunk_id
         self.messages: list[tuple[str, str, str]] = []  # (level, kind, message)
+        self.consensus: dict[str, Any] = {}  # the council's ranking, once the review is over
         self.final: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self.cancelled: str | None = None
@@ -273,6 +274,8 @@ class RunView:
         self.messages.append((_str(data, "level", "info"), kind, message))
         if kind == "cache_hit":
             self.cache_hit = message
+        if kind == "council":
+            self.consensus = _dict(data, "details")
 
     def _task_completed(self, data: dict[str, Any]) -> None:
         self.final = data
@@ -508,6 +511,8 @@ def render_live(view: RunView, now: float | None = None, *, tail_lines: int = 12
     parts: list[RenderableType] = [_header(view, now)]
     chunks = list(view.chunks.values())
     parts.extend(_chunk_line(chunk) for chunk in chunks if chunk.done)
+    if view.consensus:
+        parts.append(ranking_table(view.consensus))
     active = [chunk for chunk in chunks if not chunk.done]
     panels = [_chunk_panel(chunk, tail_lines) for chunk in active]
     if len(active) > 1 and all(chunk.phase in ("propose", "review") for chunk in active):
@@ -515,6 +520,24 @@ def render_live(view: RunView, now: float | None = None, *, tail_lines: int = 12
     else:
         parts.extend(panels)
     return Group(*parts)
+
+
+def ranking_table(consensus: dict[str, Any]) -> Table:
+    """The council's ranking: place, member, model, mean rank; agreement and dissent below."""
+    agreement = consensus.get("agreement")
+    dissent = consensus.get("dissent")
+    caption = "agreement (Kendall's W) " + (
+        f"{agreement:.2f}" if isinstance(agreement, int | float) else "n/a"
+    )
+    if isinstance(dissent, dict) and dissent.get("member"):
+        caption += f" · dissent: {dissent['member']}"
+    table = Table("place", "member", "model", "mean rank", title="Council ranking", caption=caption)
+    for place, row in enumerate(consensus.get("ranking") or [], 1):
+        if isinstance(row, dict):
+            rank = row.get("mean_rank")
+            shown = f"{rank:.2f}" if isinstance(rank, int | float) else "?"
+            table.add_row(str(place), str(row.get("member")), str(row.get("model")), shown)
+    return table
 
 
 # --- final result ------------------------------------------------------------------------

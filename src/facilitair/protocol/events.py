@@ -133,6 +133,7 @@ class SystemMessage(Payload):
     message: str
     level: Literal["info", "warning"] = "info"
     kind: str
+    details: dict[str, Any] | None = None  # kind "council": the consensus, as in the metrics
 
 
 class TaskCompleted(Payload):
@@ -230,7 +231,7 @@ def envelope(stream_id: str, seq: int, payload: Payload) -> StoredEvent:
             data["member"] = payload.member
     else:
         data.update(payload.model_dump(mode="json"))
-        for optional in ("phase", "member", "tests"):  # only on the events that have them
+        for optional in ("phase", "member", "tests", "details"):  # only where they are set
             if optional in data and data[optional] is None:
                 del data[optional]
     return StoredEvent(stream_id, seq, payload.event, data)
