@@ -260,3 +260,31 @@ async def test_the_budget_counts_every_member(
     assert events[-1].event == "task_error"
     assert events[-1].data["code"] == "budget_exceeded"
     assert events[-1].data["details"]["spent_usd"] > 0.05
+
+
+async def test_the_chairmans_files_are_tested_and_fixed_once_when_they_fail(
+    council_server: ServerThread, fake: FakeOpenAI
+) -> None:
+    tests = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
+    def chair(request: RecordedRequest) -> str:
+        fixing = "tests above failed" in request.messages[-1]["content"]
+        body = "return a + b" if fixing else "return a - b"
+        return (
+            f"```python path=calc.py\ndef add(a, b):\n    {body}\n```\n\n"
+            f"```python path=test_calc.py\n{tests}```\n"
+        )
+
+    script_council(fake, lambda request: answer_of(request.model))
+    fake.set_default("chair", chair)
+    events = await run_council(council_server)
+
+    assert events[-1].event == "task_completed", events[-1].data
+    runs = [e.data for e in events if e.event == "chunk_completed" and e.data["role"] == "tester"]
+    assert [(r["tests"]["passed"], r["tests"]["failed"]) for r in runs] == [(0, 1), (1, 0)]
+    chair_turns = [
+        e.data for e in events if e.event == "chunk_started" and e.data["role"] == "chairman"
+    ]
+    assert [t["iteration"] for t in chair_turns] == [1, 2]
+    assert "Passed: 1 passed, 0 failed" in events[-1].data["content"]
+    assert events[-1].data["metrics"]["iterations"] == 2

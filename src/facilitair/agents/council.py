@@ -24,12 +24,14 @@ from typing import Any, TypeVar
 
 from facilitair.agents.consensus import Consensus, Ranking, aggregate, parse_ranking
 from facilitair.agents.parsing import extract_artifacts
+from facilitair.agents.tester import Tester, describe_tests, tests_enabled
 from facilitair.agents.turns import Emit, Lane, TurnFailed, TurnResult, TurnRunner
 from facilitair.agents.workflow import WorkflowOutcome, task_text
 from facilitair.config import AgentConfig, CouncilMember
 from facilitair.llm.base import ChatMessage
 from facilitair.protocol.api import TaskRequest
-from facilitair.protocol.events import PlanItem, SystemMessage, TaskProgress
+from facilitair.protocol.events import Artifact, PlanItem, SystemMessage, TaskProgress
+from facilitair.sandbox import SandboxRun
 
 T = TypeVar("T")
 
@@ -61,6 +63,7 @@ class CouncilWorkflow:
         self.seats = [
             Seat(f"Member {n}", n, spec) for n, spec in enumerate(self.council.members, 1)
         ]
+        self.tester = Tester(turns, config.workflow.tester) if tests_enabled(config) else None
 
     async def run(self, request: TaskRequest) -> WorkflowOutcome:
         text = task_text(request)
@@ -76,14 +79,44 @@ class CouncilWorkflow:
             )
         )
         await self._progress("synthesize", seated)
-        final = await self._synthesize(text, seated, answers, consensus)
+        messages, lane = self._synthesis(text, seated, answers, consensus)
+        final = await self._chair(messages, lane, "Final answer")
         artifacts = extract_artifacts(final.content)
         if not artifacts:  # the chairman only commented: keep the best answer's files
             artifacts = extract_artifacts(answers[consensus.ranking[0].member])
-        content = final.content.strip() + "\n\n" + _ranking_markdown(consensus)
+        answer, iterations = final.content, 1
+        tests = await self._test(artifacts, 1)
+        if tests is not None and not tests.ok:
+            # One revision: the chairman sees the failing output and writes the files again.
+            fix = await self._chair(
+                [
+                    *messages,
+                    ChatMessage("assistant", final.content),
+                    ChatMessage("user", f"{describe_tests(tests)}\n\n{FIX_PROMPT}"),
+                ],
+                lane,
+                "Fix after the tests",
+                iteration=2,
+            )
+            revised = {a.path: a for a in artifacts} | {
+                a.path: a for a in extract_artifacts(fix.content)
+            }
+            artifacts, answer, iterations = list(revised.values()), fix.content, 2
+            tests = await self._test(artifacts, 2)
+        content = answer.strip() + "\n\n" + _ranking_markdown(consensus)
+        if self.tester is not None:
+            content += "\n" + _tests_markdown(tests)
         return WorkflowOutcome(
-            content=content, artifacts=artifacts, iterations=1, consensus=consensus.as_metrics()
+            content=content,
+            artifacts=artifacts,
+            iterations=iterations,
+            consensus=consensus.as_metrics(),
         )
+
+    async def _test(self, artifacts: list[Artifact], iteration: int) -> SandboxRun | None:
+        if self.tester is None:
+            return None
+        return await self.tester.run({a.path: a for a in artifacts}, iteration)
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -150,9 +183,10 @@ class CouncilWorkflow:
         results = await _all(judge(seat) for seat in seated)
         return [ranking for ranking in results if ranking is not None]
 
-    async def _synthesize(
+    def _synthesis(
         self, text: str, seated: list[Seat], answers: dict[str, str], consensus: Consensus
-    ) -> TurnResult:
+    ) -> tuple[list[ChatMessage], Lane]:
+        """The chairman's request: the answers best-ranked first, the agreement, the dissent."""
         best = next(seat for seat in seated if seat.name == consensus.ranking[0].member)
         model = self.council.chairman or best.spec.model
         provider = self.council.chairman_provider or next(
@@ -173,13 +207,20 @@ class CouncilWorkflow:
             "unknown" if consensus.agreement is None else f"Kendall's W {consensus.agreement:.2f}"
         )
         user = f"{text}\n\n# The answers, best-ranked first (agreement: {agreement})\n\n"
+        messages = [self._system("chairman"), ChatMessage("user", user + by_rank + dissent)]
+        return messages, Lane(phase="synthesize", member=model, model=model, provider=provider)
+
+    async def _chair(
+        self, messages: list[ChatMessage], lane: Lane, description: str, iteration: int = 1
+    ) -> TurnResult:
         return await self.turns.run(
             role_key="chairman",
             chunk_id="synthesis",
             agent="Chairman",
-            description="Final answer",
-            messages=[self._system("chairman"), ChatMessage("user", user + by_rank + dissent)],
-            lane=Lane(phase="synthesize", member=model, model=model, provider=provider),
+            description=description,
+            messages=messages,
+            iteration=iteration,
+            lane=lane,
         )
 
     # --- helpers ----------------------------------------------------------------------------
@@ -311,6 +352,19 @@ def _announce(consensus: Consensus) -> str:
     agreement = "n/a" if consensus.agreement is None else f"{consensus.agreement:.2f}"
     dissent = f"; dissent: {consensus.dissent}" if consensus.dissent else ""
     return f"Council ranking: {places}; agreement (Kendall's W) {agreement}{dissent}"
+
+
+FIX_PROMPT = (
+    "The tests above failed. Write the corrected files in full, each as a fenced code block "
+    "with its path."
+)
+
+
+def _tests_markdown(tests: SandboxRun | None) -> str:
+    if tests is None:
+        return "## Tests\n\nNot run: no Python tests among the files.\n"
+    state = "Passed" if tests.ok else "Failed"
+    return f"## Tests\n\n{state}: {tests.summary()}.\n"
 
 
 def _ranking_markdown(consensus: Consensus) -> str:

@@ -16,7 +16,7 @@ from facilitair.agents.parsing import (
     parse_verdict,
     plan_design,
 )
-from facilitair.agents.tester import Tester
+from facilitair.agents.tester import Tester, describe_tests, tests_enabled
 from facilitair.agents.turns import Emit, TurnResult, TurnRunner
 from facilitair.agents.workflow import WorkflowOutcome
 from facilitair.agents.workflow import task_text as workflow_task_text
@@ -261,7 +261,7 @@ class SequentialWorkflow:
             if failing and verdict is not None:
                 # Failing tests block whatever the Reviewer thought: their output goes to the
                 # coders as the first issue of the revision.
-                issue = ReviewIssue(severity="blocker", description=_test_issue(self.tests))
+                issue = ReviewIssue(severity="blocker", description=describe_tests(self.tests))
                 verdict = verdict.model_copy(update={"issues": [issue, *verdict.issues]})
                 blocking = [issue, *blocking]
             if verdict is None or (verdict.approved and not blocking):
@@ -291,7 +291,7 @@ class SequentialWorkflow:
         self, task_text: str, design: str, code: dict[str, str], iteration: int
     ) -> Verdict | None:
         body = "\n\n".join(f"### Chunk {cid}\n{text}" for cid, text in code.items())
-        tested = f"\n\n## Test results\n{_test_issue(self.tests)}" if self.tests else ""
+        tested = f"\n\n## Test results\n{describe_tests(self.tests)}" if self.tests else ""
         messages = [
             self._system("reviewer"),
             ChatMessage(
@@ -432,23 +432,6 @@ class SequentialWorkflow:
         if readme:
             lines += ["", "## Documentation", "", readme]
         return "\n".join(lines).rstrip() + "\n"
-
-
-def tests_enabled(config: AgentConfig) -> bool:
-    setting = config.workflow.tester.enabled
-    if setting != "auto":
-        return setting == "on"
-    return not any(role.model == config.local.model for role in config.roles.values())
-
-
-TEST_OUTPUT_TAIL = 3000  # characters of test output a prompt carries (the end: the failures)
-
-
-def _test_issue(tests: SandboxRun | None) -> str:
-    if tests is None:
-        return "not run"
-    tail = tests.output[-TEST_OUTPUT_TAIL:]
-    return f"The tests ran: {tests.summary()}.\n```\n{tail}\n```"
 
 
 def _without_json_blocks(text: str) -> str:

@@ -12,7 +12,7 @@ import posixpath
 import time
 
 from facilitair.agents.turns import TokenBatcher, TurnRunner
-from facilitair.config import TesterConfig
+from facilitair.config import AgentConfig, TesterConfig
 from facilitair.protocol.events import (
     Artifact,
     ChunkCompleted,
@@ -24,6 +24,24 @@ from facilitair.sandbox import SandboxRun, run_pytest
 
 CHUNK_ID = "tests"
 ROLE = "tester"
+
+
+def tests_enabled(config: AgentConfig) -> bool:
+    setting = config.workflow.tester.enabled
+    if setting != "auto":
+        return setting == "on"
+    return not any(role.model == config.local.model for role in config.roles.values())
+
+
+TEST_OUTPUT_TAIL = 3000  # characters of test output a prompt carries (the end: the failures)
+
+
+def describe_tests(tests: SandboxRun | None) -> str:
+    """What a prompt says of a test run: the summary and the end of the output."""
+    if tests is None:
+        return "not run"
+    tail = tests.output[-TEST_OUTPUT_TAIL:]
+    return f"The tests ran: {tests.summary()}.\n```\n{tail}\n```"
 
 
 def has_python_tests(files: dict[str, Artifact]) -> bool:
