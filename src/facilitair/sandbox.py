@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -254,18 +255,19 @@ class _PidsCgroup:
             self.path.rmdir()
 
 
-def _network_wrapper(as_root: bool) -> tuple[list[str], bool]:
+@functools.cache  # the answer does not change while the process runs: probe once
+def _network_wrapper(as_root: bool) -> tuple[tuple[str, ...], bool]:
     unshare = shutil.which("unshare")
     if unshare is None:
-        return [], False
+        return (), False
     if as_root:
-        return [unshare, "--net", "--"], True
+        return (unshare, "--net", "--"), True
     probe = subprocess.run(
         [unshare, "--net", "--map-root-user", "true"], capture_output=True, check=False
     )
     if probe.returncode == 0:
-        return [unshare, "--net", "--map-root-user", "--"], True
-    return [], False
+        return (unshare, "--net", "--map-root-user", "--"), True
+    return (), False
 
 
 def _kill_group(pid: int) -> None:

@@ -34,6 +34,7 @@ from facilitair.protocol.events import Artifact, PlanItem, SystemMessage, TaskPr
 from facilitair.sandbox import SandboxRun
 
 T = TypeVar("T")
+PHASES = {"propose": "member", "review": "judge", "synthesize": "chairman"}  # and their roles
 
 
 class CouncilFailed(Exception):
@@ -274,8 +275,7 @@ class CouncilWorkflow:
         return ChatMessage("system", self.config.roles[role_key].system_prompt.strip())
 
     async def _progress(self, phase: str, seated: list[Seat]) -> None:
-        phases = ("propose", "review", "synthesize")
-        remaining = phases[phases.index(phase) :]
+        remaining = list(PHASES)[list(PHASES).index(phase) :]
         plan = [
             *[self._item(f"propose-{s.number}", "member", f"{s.name}: answer", s) for s in seated],
             *[self._item(f"review-{s.number}", "judge", f"{s.name}: rank", s) for s in seated],
@@ -287,16 +287,16 @@ class CouncilWorkflow:
             ),
         ]
         seconds = 0.0
+        cost: float | None = 0.0
         for name in remaining:
-            role = {"propose": "member", "review": "judge", "synthesize": "chairman"}[name]
-            expected = self.config.roles[role].expected_tokens
-            models = (
-                [s.spec.model for s in seated]
-                if name != "synthesize"
-                else [self.council.chairman or seated[0].spec.model]
-            )
+            produced = self.config.roles[PHASES[name]].expected_tokens
+            prompt = produced * (len(seated) + 1) + 300
+            models = self._phase_models(name, seated)
             # Members run at once: a phase takes as long as its slowest member.
-            seconds += max(expected / self.config.tokens_per_second(m) for m in models)
+            seconds += max(produced / self.config.tokens_per_second(m) for m in models)
+            for model in models:
+                price = self.config.price_usd(model, prompt, produced)
+                cost = None if price is None or cost is None else cost + price
         totals = self.turns.totals
         totals.total_chunks = len(plan)
         await self.emit(
@@ -304,33 +304,20 @@ class CouncilWorkflow:
                 total_chunks=len(plan),
                 completed_chunks=totals.completed_chunks,
                 estimated_time=round(seconds, 1),
-                estimated_cost=self._cost(remaining, seated),
+                estimated_cost=None if cost is None else round(cost, 6),
                 plan=plan,
             )
         )
+
+    def _phase_models(self, phase: str, seated: list[Seat]) -> list[str]:
+        if phase == "synthesize":
+            return [self.council.chairman or seated[0].spec.model]
+        return [seat.spec.model for seat in seated]
 
     def _item(self, chunk_id: str, role: str, description: str, seat: Seat) -> PlanItem:
         return PlanItem(
             chunk_id=chunk_id, role=role, description=description, model=seat.spec.model
         )
-
-    def _cost(self, phases: tuple[str, ...], seated: list[Seat]) -> float | None:
-        total = 0.0
-        for name in phases:
-            role = {"propose": "member", "review": "judge", "synthesize": "chairman"}[name]
-            produced = self.config.roles[role].expected_tokens
-            prompt = produced * (len(seated) + 1) + 300
-            models = (
-                [s.spec.model for s in seated]
-                if name != "synthesize"
-                else [self.council.chairman or seated[0].spec.model]
-            )
-            for model in models:
-                price = self.config.price_usd(model, prompt, produced)
-                if price is None:
-                    return None
-                total += price
-        return round(total, 6)
 
 
 async def _all(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:

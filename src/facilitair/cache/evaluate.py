@@ -78,12 +78,9 @@ def default_pair_files() -> list[Path]:
     shipped = resources.files("facilitair.cache").joinpath("pairs")
     files = [Path(str(shipped.joinpath(f"coding-{half}.jsonl"))) for half in ("tune", "test")]
     spec = importlib.util.find_spec("fow_cache")
-    for location in spec.submodule_search_locations or [] if spec else []:
-        candidate = Path(location) / "data" / "pairs.jsonl"
-        if candidate.is_file():
-            files.append(candidate)
-            break
-    return files
+    locations = (spec.submodule_search_locations or []) if spec is not None else []
+    found = [Path(place) / "data" / "pairs.jsonl" for place in locations]
+    return files + [path for path in found if path.is_file()][:1]
 
 
 def read_pairs(path: Path) -> list[dict[str, Any]]:

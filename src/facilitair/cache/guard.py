@@ -826,13 +826,9 @@ class Guard:
         "Identity and Access Management", "AZs" = "availability zones"). A rule on the shape of
         words, not a list of them."""
         mine, other = self._features(mine_text), self._features(other_text)
-        found: set[int] = set()
-        for i, j_run in _abbreviation_runs(mine, other, self.lexicon):
-            found.add(i)
-            del j_run
-        for _, i_run in _abbreviation_runs(other, mine, self.lexicon):
-            found.update(i_run)
-        return frozenset(found)
+        mine_short = {i for i, _ in _abbreviation_runs(mine, other, self.lexicon)}
+        mine_long = {i for _, run in _abbreviation_runs(other, mine, self.lexicon) for i in run}
+        return frozenset(mine_short | mine_long)
 
     # rules ------------------------------------------------------------------------------
     def _numbers(self, a: _Features, b: _Features) -> Refusal | None:
