@@ -147,6 +147,19 @@ class WorkflowConfig(BaseModel):
     )
 
 
+class EvalConfig(BaseModel):
+    """`facilitair eval`: how the baseline arms sample, and the prompts every arm sees."""
+
+    vote_samples: int = Field(default=5, ge=1)
+    vote_temperature: float = Field(default=0.8, ge=0)
+    repair_rounds: int = Field(default=2, ge=0)
+    max_samples: int = Field(default=16, ge=1)  # calls per problem an arm may make to meet a budget
+    solve_prompt: str = ""
+    repair_prompt: str = ""  # {failures}: the examples' failing output
+    task_template: str = ""  # {prompt}, {entry_point}: the task the workflows are given
+    limits: Limits = Field(default_factory=lambda: Limits(cpu_s=10, wall_s=20.0))
+
+
 class ShippedModel(BaseModel):
     """A GGUF file inside a registry package."""
 
@@ -176,6 +189,7 @@ class LocalModelConfig(BaseModel):
 class AgentConfig(BaseModel):
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
     local: LocalModelConfig = Field(default_factory=LocalModelConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     roles: dict[str, RoleConfig]
     prices: dict[str, Price] = Field(default_factory=dict)

@@ -134,6 +134,10 @@ async def _run(
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "LANG": "C.UTF-8",
+        # Plain pytest, whatever plugins the server's environment holds: generated tests get
+        # the same runner everywhere, and a run starts in 0.3 s instead of 2 s with the dev
+        # tools' plugins (hypothesis, schemathesis) loaded.
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
     process = await asyncio.create_subprocess_exec(
         *command,

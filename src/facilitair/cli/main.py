@@ -280,6 +280,69 @@ def models(
         )
 
 
+# --- eval ---------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_command(
+    arm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arm",
+            help="An arm to run (repeatable): single, repair, vote, sequential, council; "
+            "default: all five",
+        ),
+    ] = None,
+    problems: Annotated[
+        Path | None,
+        typer.Option(help="JSONL in HumanEval's format; default: HumanEval's 164", exists=True),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N problems")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Problems solved at once")] = 4,
+    budget_match: Annotated[
+        bool,
+        typer.Option(
+            help="Give vote and repair the token budget the workflows spent (they run first)"
+        ),
+    ] = False,
+    out: Annotated[
+        Path, typer.Option(help="Results JSON (and a .md table beside it); a rerun resumes it")
+    ] = Path("eval-results.json"),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="The summary as JSON on stdout")
+    ] = False,
+) -> None:
+    """Does a workflow beat one model? pass@1 of each arm on hidden tests, with cost and time."""
+    from facilitair.cli.evaluate import EvalRequest, print_results, problems_source, run_eval
+    from facilitair.evaluation.arms import ARMS
+    from facilitair.evaluation.problems import load_problems
+    from facilitair.evaluation.run import Plan
+
+    arms = list(dict.fromkeys(arm or ARMS))
+    unknown = [name for name in arms if name not in ARMS]
+    if unknown:
+        raise typer.BadParameter(
+            f"{', '.join(unknown)}: arms are {', '.join(ARMS)}", param_hint="--arm"
+        )
+    try:
+        loaded = load_problems(problems)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(Exit.USAGE) from None
+    request = EvalRequest(
+        problems=loaded[:limit] if limit else loaded,
+        source=problems_source(problems),
+        plan=Plan(arms=arms, concurrency=concurrency, budget_match=budget_match, out=out),
+        json_output=json_output,
+    )
+    try:
+        results = _call(run_eval(request))
+    except ValueError as exc:  # a results file of another setup, a budget with no workflow
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(Exit.USAGE) from None
+    print_results(results, json_output)
+
+
 # --- serve and keys -----------------------------------------------------------------------
 
 
