@@ -103,10 +103,14 @@ def _docstring(problem: Problem) -> str:
         module = ast.parse(problem.prompt)
     except SyntaxError:
         return problem.prompt
-    for node in ast.walk(module):
-        function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        if function and node.name == problem.entry_point:
-            return ast.get_docstring(node) or problem.prompt
+    functions = [
+        node
+        for node in ast.walk(module)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name == problem.entry_point
+    ]
+    if functions:
+        return ast.get_docstring(functions[0]) or problem.prompt
     return problem.prompt
 
 
