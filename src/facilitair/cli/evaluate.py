@@ -39,6 +39,8 @@ from facilitair.evaluation.results import COLUMNS, Record, Results, summary_cell
 from facilitair.evaluation.run import Plan, evaluate, open_results
 from facilitair.llm import build_providers, provider_endpoint
 
+TABLE_WIDTH = 140
+
 
 @dataclass(frozen=True)
 class EvalRequest:
@@ -125,6 +127,8 @@ async def run_eval(request: EvalRequest) -> Results:
                     passed[arm] += record.passed
                     done[arm] += 1
                     progress.update(bars[arm], advance=1, passed=_passed(passed[arm], done[arm]))
+                    if not console.is_terminal:  # no live bar in a log: a line per answer
+                        console.print(_record_line(record), markup=False)
 
                 results = await evaluate(
                     request.problems, arms, checker, results, plan, on_start, on_record
@@ -145,6 +149,17 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def _record_line(record: Record) -> str:
+    verdict = "passed" if record.passed else "failed"
+    line = (
+        f"{record.arm} {record.task_id}: {verdict} · {record.calls} calls, "
+        f"{record.tokens:,} tokens, {record.duration_s:.1f} s"
+    )
+    if record.error:
+        line += f" · error: {record.error}"
+    return line
+
+
 def _passed(passed: int, done: int) -> str:
     return f"passed {passed}/{done}" if done else ""
 
@@ -156,9 +171,12 @@ def print_results(results: Results, json_output: bool) -> None:
     table = Table(*COLUMNS, title="pass@1 on the hidden tests")
     for summary in results.summary:
         table.add_row(*summary_cells(summary))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: the whole table, not 80 squeezed columns
+        console = Console(width=TABLE_WIDTH)
+    console.print(table)
     if results.budget_tokens is not None:
-        Console().print(f"Token budget per problem (--budget-match): {results.budget_tokens:,}")
+        console.print(f"Token budget per problem (--budget-match): {results.budget_tokens:,}")
 
 
 def problems_source(path: Path | None) -> str:
