@@ -168,6 +168,39 @@ def test_every_arm_reports_the_scripted_pass_rate_and_tokens(
     assert "| vote | 75.0% |" in table and "| single | 50.0% |" in table
 
 
+def test_answers_in_any_usual_shape_are_read(
+    fake: FakeOpenAI, tmp_path: Path, problems: dict[str, Problem], problems_file: Path
+) -> None:
+    """A bare body (HumanEval's own completion form), a bare function, a block without a path,
+    and a block cut off at the token limit: each is the code that gets tested."""
+    shapes = {
+        "HumanEval/0": lambda p: p.canonical_solution,
+        "HumanEval/2": lambda p: p.prompt + p.canonical_solution,
+        "HumanEval/3": lambda p: f"Sure:\n```\n{p.prompt + p.canonical_solution}```\nDone.",
+        "HumanEval/4": lambda p: f"```python\n{p.prompt + p.canonical_solution}",
+    }
+
+    def coder(request: RecordedRequest) -> Reply:
+        problem = problem_in(request, problems)
+        return Reply(text=shapes[problem.task_id](problem))
+
+    fake.set_default("coder", coder)
+    rows = summary(
+        run_eval(
+            fake,
+            tmp_path,
+            "--arm",
+            "single",
+            "--problems",
+            str(problems_file),
+            "--out",
+            str(tmp_path / "shapes.json"),
+            "--json",
+        )
+    )
+    assert (rows["single"]["passed"], rows["single"]["problems"]) == (4, 4)
+
+
 def test_budget_match_gives_vote_the_workflows_tokens(
     fake: FakeOpenAI, tmp_path: Path, problems: dict[str, Problem], problems_file: Path
 ) -> None:

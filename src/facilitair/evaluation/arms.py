@@ -144,7 +144,7 @@ class SingleArm:
         except ProviderError as exc:
             return Attempt("", spend, error=exc.message)
         spend.add(answer.spend)
-        return Attempt(extract_code(answer.text, problem.entry_point) or "", spend)
+        return Attempt(extract_code(answer.text, problem) or "", spend)
 
 
 class RepairArm:
@@ -170,7 +170,7 @@ class RepairArm:
             for round_number in range(rounds + 1):
                 answer = await self.model.answer(messages)
                 spend.add(answer.spend)
-                code = extract_code(answer.text, problem.entry_point) or ""
+                code = extract_code(answer.text, problem) or ""
                 check = await self._check(problem, code)
                 if check.ok or round_number == rounds:
                     break
@@ -226,7 +226,7 @@ class VoteArm:
         answers = [first, *rest]
         for answer in rest:
             spend.add(answer.spend)
-        codes = [extract_code(answer.text, problem.entry_point) or "" for answer in answers]
+        codes = [extract_code(answer.text, problem) or "" for answer in answers]
         checks = await asyncio.gather(
             *(self.checker.examples(problem, code) for code in codes if code)
         )
@@ -299,6 +299,8 @@ class WorkflowArm:
         if final is None or error is not None:
             return Attempt("", spend, error=error or "the stream ended without a result")
         code, support = answer_files(final.get("artifacts", []), problem.entry_point)
+        if not code:  # no file holds the function: the result's own code blocks, if any
+            code = extract_code(str(final.get("content", "")), problem) or ""
         note = "" if code else f"no file defines {problem.entry_point}"
         return Attempt(code, spend, support=support, note=note)
 

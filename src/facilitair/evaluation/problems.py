@@ -128,24 +128,34 @@ def _known_names(problem: Problem) -> set[str]:
     return names
 
 
-def extract_code(text: str, entry_point: str) -> str | None:
+def extract_code(text: str, problem: Problem) -> str | None:
     """The code of an answer: the fenced block that defines the function, else the first
     block, else an unclosed block (an answer cut off at its token limit), else the whole answer
-    when it defines the function."""
+    when it is Python: a whole function, or a body that completes the prompt (the form
+    HumanEval's own completions take)."""
     blocks = [body for info, body, _ in fenced_blocks(text)]
     if not blocks and (unclosed := _UNCLOSED.search(text)):
         blocks = [unclosed.group(1)]
-    definition = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", re.MULTILINE)
     for body in blocks:
-        if definition.search(body):
+        if defines(body, problem.entry_point):
             return body
     if blocks:
         return blocks[0]
-    return text if definition.search(text) else None
+    if text.strip() and _parses(solution_module(problem, text)):
+        return text
+    return None
+
+
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def defines(code: str, entry_point: str) -> bool:
-    pattern = rf"^\s*def\s+{re.escape(entry_point)}\s*\("
+    pattern = rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\("
     return re.search(pattern, code, re.MULTILINE) is not None
 
 
