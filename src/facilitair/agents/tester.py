@@ -11,15 +11,9 @@ from __future__ import annotations
 import posixpath
 import time
 
-from facilitair.agents.turns import TokenBatcher, TurnRunner
+from facilitair.agents.turns import FinishedTurn, TokenBatcher, TurnRunner
 from facilitair.config import AgentConfig, TesterConfig
-from facilitair.protocol.events import (
-    Artifact,
-    ChunkCompleted,
-    ChunkStarted,
-    TokenStream,
-    Usage,
-)
+from facilitair.protocol.events import Artifact, ChunkStarted, TokenStream
 from facilitair.sandbox import SandboxRun, run_pytest
 
 CHUNK_ID = "tests"
@@ -88,43 +82,24 @@ class Tester:
             )
         finally:
             await batcher.close()
-        tests = {
-            "passed": result.passed,
-            "failed": result.failed,
-            "errors": result.errors,
-            "duration_s": result.duration_s,
-        }
         content = result.output + ("\n[output cut]\n" if result.truncated else "")
-        content += f"\n{result.summary()}\n"
-        totals.completed_chunks += 1
-        totals.finished[CHUNK_ID] = content
-        totals.turns.append(
-            {
-                "chunk_id": CHUNK_ID,
-                "chunk_number": number,
-                "role": ROLE,
-                "agent": "Tester",
-                "model": "pytest",
-                "description": description,
-                "iteration": iteration,
-                "content": content,
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0},
-                "cost_usd": 0.0,
-                "tests": tests,
-            }
-        )
-        await emit(
-            ChunkCompleted(
+        await self.turns.finish(
+            FinishedTurn(
                 chunk_id=CHUNK_ID,
                 chunk_number=number,
                 role=ROLE,
                 agent="Tester",
                 model="pytest",
-                content=content,
-                usage=Usage(),
-                cost_usd=0.0,
+                description=description,
+                iteration=iteration,
+                content=content + f"\n{result.summary()}\n",
                 duration_s=round(time.monotonic() - began, 3),
-                tests=tests,
+                tests={
+                    "passed": result.passed,
+                    "failed": result.failed,
+                    "errors": result.errors,
+                    "duration_s": result.duration_s,
+                },
             )
         )
         return result

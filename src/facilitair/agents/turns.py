@@ -103,6 +103,25 @@ class Lane:
 
 
 @dataclass(frozen=True)
+class FinishedTurn:
+    chunk_id: str
+    chunk_number: int
+    role: str
+    agent: str
+    model: str
+    description: str
+    iteration: int
+    content: str
+    duration_s: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    phase: str | None = None
+    member: str | None = None
+    tests: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
 class TurnResult:
     content: str
     model: str
@@ -179,6 +198,47 @@ class TurnRunner:
 
     def model_for(self, role_key: str) -> str:
         return self.model_overrides.get(role_key) or self.config.roles[role_key].model
+
+    async def finish(self, turn: FinishedTurn) -> None:
+        """What every turn ends with, a model's or the Tester's: counted, kept for the cache,
+        and announced as chunk_completed."""
+        self.totals.completed_chunks += 1
+        self.totals.finished[turn.chunk_id] = turn.content
+        record: dict[str, Any] = {
+            "chunk_id": turn.chunk_id,
+            "chunk_number": turn.chunk_number,
+            "role": turn.role,
+            "agent": turn.agent,
+            "model": turn.model,
+            "description": turn.description,
+            "iteration": turn.iteration,
+            "content": turn.content,
+            "usage": {
+                "prompt_tokens": turn.prompt_tokens,
+                "completion_tokens": turn.completion_tokens,
+            },
+            "cost_usd": turn.cost_usd,
+        }
+        extras = {"phase": turn.phase, "member": turn.member, "tests": turn.tests}
+        self.totals.turns.append(record | {k: v for k, v in extras.items() if v is not None})
+        await self.emit(
+            ChunkCompleted(
+                chunk_id=turn.chunk_id,
+                chunk_number=turn.chunk_number,
+                role=turn.role,
+                agent=turn.agent,
+                model=turn.model,
+                content=turn.content,
+                usage=Usage(
+                    prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens
+                ),
+                cost_usd=turn.cost_usd,
+                duration_s=turn.duration_s,
+                phase=turn.phase,
+                member=turn.member,
+                tests=turn.tests,
+            )
+        )
 
     async def run(
         self,
@@ -330,33 +390,19 @@ class TurnRunner:
                 )
             )
         self.totals.add_usage(prompt, produced, cost)
-        self.totals.completed_chunks += 1
         del self.totals.partial[chunk_id]
-        self.totals.finished[chunk_id] = text
-        self.totals.turns.append(
-            {
-                "chunk_id": chunk_id,
-                "chunk_number": chunk_number,
-                "role": role_key,
-                "agent": agent,
-                "model": model,
-                "description": description,
-                "iteration": iteration,
-                "content": text,
-                "usage": {"prompt_tokens": prompt, "completion_tokens": produced},
-                "cost_usd": cost,
-                **({"phase": phase, "member": member} if lane else {}),
-            }
-        )
-        await emit(
-            ChunkCompleted(
+        await self.finish(
+            FinishedTurn(
                 chunk_id=chunk_id,
                 chunk_number=chunk_number,
                 role=role_key,
                 agent=agent,
                 model=model,
+                description=description,
+                iteration=iteration,
                 content=text,
-                usage=Usage(prompt_tokens=prompt, completion_tokens=produced),
+                prompt_tokens=prompt,
+                completion_tokens=produced,
                 cost_usd=cost,
                 duration_s=round(time.monotonic() - began, 3),
                 phase=phase,
