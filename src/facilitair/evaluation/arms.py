@@ -285,7 +285,7 @@ class WorkflowArm:
                         error = error or event.event
                     break
         except BaseException:
-            with contextlib.suppress(ClientError, Exception):
+            with contextlib.suppress(Exception):
                 await self.client.cancel(stream_id)
             raise
         status = await self.client.status(stream_id)
