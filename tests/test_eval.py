@@ -247,6 +247,8 @@ def test_a_rerun_resumes_and_a_changed_setup_is_refused(
     other.write_text('[roles.coder]\nmodel = "another-model"\n')
     again = summary(run_eval(fake, tmp_path, *common))  # nothing left to do
     assert again["single"]["problems"] == 4
+    shorter = summary(run_eval(fake, tmp_path, *common, "--limit", "1"))
+    assert shorter["single"]["problems"] == 1  # the summary covers the problems asked for
     assert len(fake.requests) == 4
     refused = subprocess.run(  # the same file, with another coder model
         [FACILITAIR, "eval", *common],

@@ -111,12 +111,13 @@ async def run_eval(request: EvalRequest) -> Results:
                 f"results in {plan.out}[/]"
             )
             with _progress(console) as progress:
+                task_ids = {problem.task_id for problem in request.problems}
                 bars: dict[str, TaskID] = {}
                 passed: dict[str, int] = {}
                 done: dict[str, int] = {}
 
                 def on_start(arm: str, total: int, already: int) -> None:
-                    passed[arm] = sum(r.passed for r in results.records if r.arm == arm)
+                    passed[arm] = sum(r.passed for r in results.of(arm, task_ids))
                     done[arm] = already
                     bars[arm] = progress.add_task(
                         arm, total=total, completed=already, passed=_passed(passed[arm], already)

@@ -59,17 +59,22 @@ class Results(BaseModel):
     def done(self, arm: str) -> set[str]:
         return {record.task_id for record in self.records if record.arm == arm}
 
-    def summarize(self, arms: list[str]) -> list[Summary]:
-        return [_summary(arm, self) for arm in arms if any(r.arm == arm for r in self.records)]
+    def of(self, arm: str, task_ids: set[str]) -> list[Record]:
+        return [r for r in self.records if r.arm == arm and r.task_id in task_ids]
 
-    def mean_tokens(self, arm: str) -> float:
-        records = [r for r in self.records if r.arm == arm]
+    def summarize(self, arms: list[str], task_ids: set[str]) -> list[Summary]:
+        """Per arm, over the problems of this run (a file may hold more, from a longer run)."""
+        found = {arm: self.of(arm, task_ids) for arm in arms}
+        return [_summary(arm, records, self.wall_s) for arm, records in found.items() if records]
+
+    def mean_tokens(self, arm: str, task_ids: set[str]) -> float:
+        records = self.of(arm, task_ids)
         return sum(r.tokens for r in records) / len(records) if records else 0.0
 
-    def save(self, path: Path, arms: list[str]) -> None:
+    def save(self, path: Path, arms: list[str], task_ids: set[str]) -> None:
         """Write the JSON atomically (an interrupted run never leaves half a file), and the
         Markdown table beside it."""
-        self.summary = self.summarize(arms)
+        self.summary = self.summarize(arms, task_ids)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         partial.write_text(self.model_dump_json(indent=1), encoding="utf-8")
@@ -94,8 +99,7 @@ def wilson_interval(passed: int, total: int, z: float = Z_95) -> tuple[float, fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _summary(arm: str, results: Results) -> Summary:
-    records = [r for r in results.records if r.arm == arm]
+def _summary(arm: str, records: list[Record], wall_s: dict[str, float]) -> Summary:
     n = len(records)
     passed = sum(r.passed for r in records)
     low, high = wilson_interval(passed, n)
@@ -114,7 +118,7 @@ def _summary(arm: str, results: Results) -> Summary:
         calls_per_problem=sum(r.calls for r in records) / n,
         cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
         seconds_per_problem=sum(r.duration_s for r in records) / n,
-        wall_s=results.wall_s.get(arm, 0.0),
+        wall_s=wall_s.get(arm, 0.0),
     )
 
 

@@ -53,8 +53,8 @@ def run_order(arms: list[str], budget_match: bool) -> list[str]:
     return [a for a in arms if a in WORKFLOWS] + [a for a in arms if a not in WORKFLOWS]
 
 
-def budget_from(results: Results) -> int:
-    spends = [results.mean_tokens(arm) for arm in WORKFLOWS if results.done(arm)]
+def budget_from(results: Results, task_ids: set[str]) -> int:
+    spends = [results.mean_tokens(arm, task_ids) for arm in WORKFLOWS if results.of(arm, task_ids)]
     if not spends:
         raise ValueError("--budget-match takes its budget from sequential or council: add one")
     return round(max(spends))
@@ -69,21 +69,23 @@ async def evaluate(
     on_start: OnStart,
     on_record: OnRecord,
 ) -> Results:
+    task_ids = {problem.task_id for problem in problems}
     for name in run_order(plan.arms, plan.budget_match):
         budget: int | None = None
         if plan.budget_match and name not in WORKFLOWS:
-            budget = results.budget_tokens = budget_from(results)
+            budget = results.budget_tokens = budget_from(results, task_ids)
         done = results.done(name)
         todo = [problem for problem in problems if problem.task_id not in done]
         on_start(name, len(problems), len(problems) - len(todo))
-        await _run_arm(arms[name], todo, budget, checker, results, plan, on_record)
-    results.save(plan.out, plan.arms)
+        await _run_arm(arms[name], todo, task_ids, budget, checker, results, plan, on_record)
+    results.save(plan.out, plan.arms, task_ids)
     return results
 
 
 async def _run_arm(
     arm: Arm,
     problems: list[Problem],
+    task_ids: set[str],
     budget: int | None,
     checker: Checker,
     results: Results,
@@ -115,7 +117,7 @@ async def _run_arm(
             )
         results.records.append(record)
         results.wall_s[arm.name] = round(earlier + time.monotonic() - began, 3)
-        results.save(plan.out, plan.arms)
+        results.save(plan.out, plan.arms, task_ids)
         on_record(record)
 
     await asyncio.gather(*(score(problem) for problem in problems))
