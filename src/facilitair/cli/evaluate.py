@@ -98,7 +98,7 @@ async def run_eval(request: EvalRequest) -> Results:
         async with _server_client(any(arm in WORKFLOWS for arm in plan.arms)) as client:
             model = CoderModel(providers, config)
             arms: dict[str, Arm] = {
-                "single": SingleArm(model, config.eval),
+                "single": SingleArm(model, checker, config.eval),
                 "repair": RepairArm(model, checker, config.eval),
                 "vote": VoteArm(model, checker, config.eval),
             }

@@ -130,12 +130,17 @@ def _opening(problem: Problem, settings: EvalConfig) -> list[ChatMessage]:
     ]
 
 
-class SingleArm:
-    name = "single"
+@dataclass
+class Baseline:
+    """An arm that calls the Coder's model itself; `checker` runs the prompt's examples."""
 
-    def __init__(self, model: CoderModel, settings: EvalConfig) -> None:
-        self.model = model
-        self.settings = settings
+    model: CoderModel
+    checker: Checker
+    settings: EvalConfig
+
+
+class SingleArm(Baseline):
+    name = "single"
 
     async def solve(self, problem: Problem, budget_tokens: int | None) -> Attempt:
         spend = Spend()
@@ -147,16 +152,11 @@ class SingleArm:
         return Attempt(extract_code(answer.text, problem) or "", spend)
 
 
-class RepairArm:
+class RepairArm(Baseline):
     """The model's answer, then up to `repair_rounds` fixes while the prompt's examples fail,
     each given the failing output. Under a budget: fixes while another one fits."""
 
     name = "repair"
-
-    def __init__(self, model: CoderModel, checker: Checker, settings: EvalConfig) -> None:
-        self.model = model
-        self.checker = checker
-        self.settings = settings
 
     async def solve(self, problem: Problem, budget_tokens: int | None) -> Attempt:
         spend = Spend()
@@ -193,17 +193,12 @@ class RepairArm:
         return await self.checker.examples(problem, code)
 
 
-class VoteArm:
+class VoteArm(Baseline):
     """N samples at a higher temperature. The chosen one passes the most of the prompt's
     examples; among those, the one whose code (as a syntax tree) most samples agree on; then
     the earliest. Under a budget: as many samples as fit, judged by the first one's size."""
 
     name = "vote"
-
-    def __init__(self, model: CoderModel, checker: Checker, settings: EvalConfig) -> None:
-        self.model = model
-        self.checker = checker
-        self.settings = settings
 
     async def solve(self, problem: Problem, budget_tokens: int | None) -> Attempt:
         spend = Spend()
