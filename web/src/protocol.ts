@@ -116,6 +116,15 @@ export interface ChunkCompletedData extends Envelope {
   duration_s: number;
   phase?: string;
   member?: string;
+  /** The Tester's turn: what its pytest run counted. */
+  tests?: TestCounts;
+}
+
+export interface TestCounts {
+  passed: number;
+  failed: number;
+  errors: number;
+  duration_s: number;
 }
 
 export interface SystemMessageData extends Envelope {

@@ -48,6 +48,16 @@ describe("applyEvent", () => {
     expect(state.totals).toEqual({ promptTokens: 4, completionTokens: 6, costUsd: null });
   });
 
+  it("the Tester's lane keeps the counts of its test run; a lane without a run has none", () => {
+    const counts = { passed: 2, failed: 1, errors: 0, duration_s: 0.4 };
+    const tester: [EventName, Record<string, unknown>] = [
+      "chunk_completed",
+      { chunk_id: "tests", chunk_number: 2, role: "tester", agent: "Tester", model: "pytest", content: "1 failed", usage: { prompt_tokens: 0, completion_tokens: 0 }, cost_usd: 0, duration_s: 0.5, tests: counts },
+    ];
+    const state = run([started("c1"), completed("c1", "x"), tester]);
+    expect(lanesOf(state).map((lane) => lane.tests)).toEqual([null, counts]);
+  });
+
   it("opens a lane for tokens of a chunk it never saw start", () => {
     const state = run([tokens("c9", "x")]);
     expect(lanesOf(state)[0]).toMatchObject({ chunkId: "c9", text: "x" });

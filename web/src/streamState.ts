@@ -20,6 +20,7 @@ import type {
   TaskMetrics,
   TaskResult,
   TaskStatus,
+  TestCounts,
   Usage,
 } from "./protocol";
 
@@ -43,6 +44,8 @@ export interface Lane {
   usage: Usage | null;
   costUsd: number | null;
   durationS: number | null;
+  /** The Tester's lane: the counts of its test run. */
+  tests: TestCounts | null;
   firstSeq: number;
 }
 
@@ -149,6 +152,7 @@ function newLane(
     usage: null,
     costUsd: null,
     durationS: null,
+    tests: null,
     ...fields,
     firstSeq,
   };
@@ -268,6 +272,7 @@ export function applyEvent<K extends EventName>(
         usage: d.usage ?? null,
         costUsd: d.cost_usd ?? null,
         durationS: d.duration_s ?? null,
+        tests: d.tests ?? null,
       };
       const totals: Totals = {
         promptTokens: next.totals.promptTokens + (d.usage?.prompt_tokens ?? 0),

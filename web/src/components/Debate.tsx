@@ -1,6 +1,7 @@
 import { useLayoutEffect, useRef } from "react";
 
 import { formatCount, formatSeconds, formatUsd } from "../format";
+import type { TestCounts } from "../protocol";
 import type { Lane, SystemNote, StreamMessage } from "../streamState";
 
 const ROLE_TITLES: Record<string, string> = {
@@ -53,6 +54,7 @@ function LaneView({ lane, ended }: { lane: Lane; ended: boolean }) {
         )}
         {lane.iteration > 1 && <span className="badge">revision {lane.iteration}</span>}
         {lane.attempt > 1 && <span className="badge warn">attempt {lane.attempt}</span>}
+        {lane.tests && <TestsBadge tests={lane.tests} />}
       </header>
       {lane.description && <p className="lane-desc">{lane.description}</p>}
       <pre
@@ -84,6 +86,18 @@ function LaneView({ lane, ended }: { lane: Lane; ended: boolean }) {
         )}
       </footer>
     </article>
+  );
+}
+
+function TestsBadge({ tests }: { tests: TestCounts }) {
+  const failing = tests.failed + tests.errors;
+  const parts = [`${tests.passed} passed`];
+  if (tests.failed) parts.push(`${tests.failed} failed`);
+  if (tests.errors) parts.push(`${tests.errors} errors`);
+  return (
+    <span className={`badge ${failing ? "warn" : "ok"}`} data-testid="tests-badge">
+      tests: {parts.join(", ")}
+    </span>
   );
 }
 
