@@ -226,6 +226,39 @@ def test_completed_chunk_collapses_to_one_line() -> None:
     assert chunk.done and chunk.text == "final body" and chunk.usage == (500, 312)
 
 
+def test_a_test_run_collapses_to_its_counts() -> None:
+    def tester(round_number: int, tests: dict[str, float]) -> None:
+        script(
+            "chunk_started",
+            chunk_id="tests",
+            chunk_number=3,
+            role="tester",
+            agent="Tester",
+            model="pytest",
+            description="Run the tests",
+            iteration=round_number,
+        )
+        script(
+            "chunk_completed",
+            chunk_id="tests",
+            chunk_number=3,
+            role="tester",
+            agent="Tester",
+            model="pytest",
+            content="...",
+            usage={"prompt_tokens": 0, "completion_tokens": 0},
+            cost_usd=0.0,
+            duration_s=0.8,
+            tests=tests,
+        )
+
+    script = Script()
+    tester(1, {"passed": 2, "failed": 1, "errors": 0, "duration_s": 0.7})
+    assert "✗ Tester · pytest · 2 passed, 1 failed · 0.8 s" in live(script)
+    tester(2, {"passed": 3, "failed": 0, "errors": 0, "duration_s": 0.7})
+    assert "✓ Tester · round 2 · pytest · 3 passed · 0.8 s" in live(script)
+
+
 def test_revision_resets_the_text() -> None:
     script = Script().started("c1").tokens("c1", "first draft\n").completed("c1", "first draft")
     script.started("c1", iteration=2).tokens("c1", "second draft\n")

@@ -55,6 +55,7 @@ class ChunkView:
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens)
     cost_usd: float | None = None
     duration_s: float | None = None
+    tests: dict[str, Any] | None = None  # the Tester's: passed, failed, errors, duration_s
 
 
 # --- reading loosely typed event data ----------------------------------------------------
@@ -259,6 +260,7 @@ class RunView:
         chunk.usage = (prompt, completion) if usage else None
         chunk.cost_usd = _float(data, "cost_usd")
         chunk.duration_s = _float(data, "duration_s")
+        chunk.tests = _dict(data, "tests") or None
         chunk.done = True
         self.completions[chunk.chunk_id] += 1
         self.completed_chunks += 1
@@ -497,12 +499,21 @@ def _chunk_line(chunk: ChunkView) -> Text:
         parts.append(f"round {chunk.iteration}")
     if chunk.model:
         parts.append(chunk.model)
-    if chunk.usage is not None:
+    tests = chunk.tests
+    if tests is not None:
+        counts = {name: _int(tests, name) for name in ("passed", "failed", "errors")}
+        parts.append(
+            ", ".join(f"{n} {name}" for name, n in counts.items() if n or name == "passed")
+        )
+    elif chunk.usage is not None:
         parts.append(f"{sum(chunk.usage):,} tokens")
-    parts.append(_cost(chunk.cost_usd) if chunk.cost_usd is not None else "cost unknown")
+    if tests is None:
+        parts.append(_cost(chunk.cost_usd) if chunk.cost_usd is not None else "cost unknown")
     if chunk.duration_s is not None:
         parts.append(_seconds(chunk.duration_s))
-    return Text.assemble(("✓ ", "green"), (" · ".join(parts), "dim"))
+    failing = tests is not None and (_int(tests, "failed") or _int(tests, "errors"))
+    mark = ("✗ ", "red") if failing else ("✓ ", "green")
+    return Text.assemble(mark, (" · ".join(parts), "dim"))
 
 
 def render_live(view: RunView, now: float | None = None, *, tail_lines: int = 12) -> RenderableType:
