@@ -164,6 +164,8 @@ def test_every_arm_reports_the_scripted_pass_rate_and_tokens(
     # The results file holds every record and the Markdown table beside it.
     saved = json.loads(out.read_text())
     assert len(saved["records"]) == 20
+    submitted = {(r["arm"], r["task_id"]): r["code"] for r in saved["records"]}
+    assert submitted["single", "HumanEval/4"] == wrong(problems["HumanEval/4"])
     table = out.with_suffix(".md").read_text()
     assert "| vote | 75.0% |" in table and "| single | 50.0% |" in table
 

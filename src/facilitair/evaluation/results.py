@@ -24,6 +24,7 @@ class Record(BaseModel):
     duration_s: float
     error: str | None = None
     note: str = ""
+    code: str = ""  # what was submitted, to read why it failed
 
     @property
     def tokens(self) -> int:

@@ -114,6 +114,7 @@ async def _run_arm(
                 duration_s=round(time.monotonic() - start, 3),
                 error=attempt.error,
                 note=attempt.note,
+                code=attempt.code,
             )
         results.records.append(record)
         results.wall_s[arm.name] = round(earlier + time.monotonic() - began, 3)
