@@ -43,7 +43,9 @@ def load_problems(path: Path | None = None) -> list[Problem]:
             try:
                 problems.append(Problem.model_validate(line))
             except ValidationError as exc:
-                raise ValueError(f"{source}, problem {number}: {exc.errors()[0]['msg']}") from None
+                first = exc.errors()[0]
+                field = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"problem {number}: {field}: {first['msg']}") from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read problems from {source}: {exc}") from None
     if not problems:
