@@ -35,7 +35,13 @@ from facilitair.evaluation.arms import (
 )
 from facilitair.evaluation.checks import Checker
 from facilitair.evaluation.problems import Problem
-from facilitair.evaluation.results import COLUMNS, Record, Results, summary_cells
+from facilitair.evaluation.results import (
+    COLUMNS,
+    Record,
+    Results,
+    describe_models,
+    summary_cells,
+)
 from facilitair.evaluation.run import Plan, evaluate, open_results
 from facilitair.llm import build_providers, provider_endpoint
 
@@ -107,7 +113,7 @@ async def run_eval(request: EvalRequest) -> Results:
                     arms[name] = WorkflowArm(name, client, config.eval)
             console.print(
                 f"[dim]{len(request.problems)} problems from {request.source} · arms "
-                f"{', '.join(plan.arms)} · models {json.dumps(setup['models'])} · "
+                f"{', '.join(plan.arms)} · models: {describe_models(setup['models'])} · "
                 f"results in {plan.out}[/]"
             )
             with _progress(console) as progress:

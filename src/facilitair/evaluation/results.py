@@ -153,12 +153,28 @@ def summary_cells(summary: Summary) -> list[str]:
     ]
 
 
+def describe_models(models: dict[str, Any]) -> str:
+    """{"coder": "m", "council": {"members": ["a", "b"]}} → "coder m; council: members a, b"."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{key} {show(item)}" for key, item in value.items())
+        if isinstance(value, list):
+            return ", ".join(show(item) for item in value)
+        return str(value)
+
+    return "; ".join(
+        f"{key}: {show(value)}" if isinstance(value, dict) else f"{key} {show(value)}"
+        for key, value in models.items()
+    )
+
+
 def markdown(results: Results) -> str:
     setup = results.setup
     lines = [
         f"# facilitair eval: {setup.get('problems', '?')}",
         "",
-        f"Models: {setup.get('models', '?')}.",
+        f"Models: {describe_models(setup.get('models', {}))}; endpoint: {setup.get('endpoint')}.",
     ]
     if results.budget_tokens is not None:
         lines.append(f"Token budget per problem (--budget-match): {results.budget_tokens:,}.")
