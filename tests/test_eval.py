@@ -271,6 +271,30 @@ def test_a_rerun_resumes_and_a_changed_setup_is_refused(
     assert len(fake.requests) == 4
 
 
+def test_a_failing_provider_is_reported_not_scored_as_a_weak_model(
+    fake: FakeOpenAI, tmp_path: Path, problems: dict[str, Problem], problems_file: Path
+) -> None:
+    fake.set_default("coder", Reply(status=500, text="upstream broke"))
+    out = tmp_path / "errors.json"
+    done = run_eval(
+        fake,
+        tmp_path,
+        "--arm",
+        "single",
+        "--problems",
+        str(problems_file),
+        "--out",
+        str(out),
+        "--json",
+    )
+    row = summary(done)["single"]
+    assert (row["passed"], row["errors"], row["problems"]) == (0, 4, 4)
+    assert "4 answers got no result" in " ".join(done.stderr.split())
+    records = json.loads(out.read_text())["records"]
+    assert all("upstream broke" in (r["error"] or "") for r in records), records
+    assert len(fake.requests) > 4  # each was retried before it was given up
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

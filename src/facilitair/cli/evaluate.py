@@ -172,6 +172,12 @@ def _passed(passed: int, done: int) -> str:
 
 
 def print_results(results: Results, json_output: bool) -> None:
+    errors = sum(summary.errors for summary in results.summary)
+    if errors:  # scored as failures, and said so: a failing provider is not a weak model
+        Console(stderr=True, highlight=False).print(
+            f"[yellow]{errors} answers got no result (provider or task errors), counted as "
+            "failed: their `error` is in the results file.[/]"
+        )
     if json_output:
         print(json.dumps([s.model_dump() for s in results.summary], indent=2))
         return
