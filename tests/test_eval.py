@@ -98,10 +98,10 @@ def script(fake: FakeOpenAI, problems: dict[str, Problem]) -> None:
 
 
 def run_eval(
-    fake: FakeOpenAI, tmp_path: Path, *args: str, timeout: float = 240
+    fake: FakeOpenAI, tmp_path: Path, *args: str, timeout: float = 240, config_text: str = COUNCIL
 ) -> subprocess.CompletedProcess[str]:
-    config = tmp_path / "council.toml"
-    config.write_text(COUNCIL)
+    config = tmp_path / "config.toml"
+    config.write_text(config_text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAC_")}
     env.update(
         FAC_DATA_DIR=str(tmp_path / "data"),
@@ -245,26 +245,13 @@ def test_a_rerun_resumes_and_a_changed_setup_is_refused(
     assert second["single"]["passed"] == 2
     assert len(fake.requests) == 4  # only the two problems not yet done were asked again
 
-    other = tmp_path / "other.toml"
-    other.write_text('[roles.coder]\nmodel = "another-model"\n')
     again = summary(run_eval(fake, tmp_path, *common))  # nothing left to do
     assert again["single"]["problems"] == 4
     shorter = summary(run_eval(fake, tmp_path, *common, "--limit", "1"))
     assert shorter["single"]["problems"] == 1  # the summary covers the problems asked for
     assert len(fake.requests) == 4
-    refused = subprocess.run(  # the same file, with another coder model
-        [FACILITAIR, "eval", *common],
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("FAC_")},
-            "FAC_DATA_DIR": str(tmp_path / "data"),
-            "FAC_LLM_BASE_URL": fake.base_url,
-            "FAC_CONFIG": str(other),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    another_coder = COUNCIL + '\n[roles.coder]\nmodel = "another-model"\n'
+    refused = run_eval(fake, tmp_path, *common, config_text=another_coder)  # the same file
     assert refused.returncode == 2
     assert "measured with different models" in " ".join(refused.stderr.split())
     assert "Traceback" not in refused.stderr
