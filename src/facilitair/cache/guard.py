@@ -50,6 +50,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import snowballstemmer
+from rapidfuzz.distance import OSA
+
 __all__ = ["RECOMMENDED_THRESHOLD", "Guard", "Lexicon", "Refusal"]
 
 # Default cosine threshold for the matcher (cosine >= T and Guard.check() is None), chosen with
@@ -84,132 +87,54 @@ class Refusal:
 
 
 # --------------------------------------------------------------------------------------------
-# Stemming and typo distance
+# Stemming and typo distance: Snowball's English (Porter2) stemmer and rapidfuzz's
+# optimal-string-alignment distance, after one spelling rule of our own (British -> American).
 
-
-_DERIVATIONAL = (
-    "ational",
-    "ization",
-    "isation",
-    "ations",
-    "ation",
-    "ition",
-    "ments",
-    "ment",
-    "ness",
-    "able",
-    "ible",
-    "ance",
-    "ence",
-    "ical",
-    "ity",
-    "ive",
-    "ion",
-    "est",
-    "ist",
-    "ism",
-    "ize",
-    "ise",
-    "ful",
-    "ure",
-    "ant",
-    "ent",
-    "ate",
-    "al",
-    "ic",
-    "er",
-    "or",
-    "ly",
-    "at",
-    "y",
-)
-_VOWELS = set("aeiouy")
+_ENGLISH = snowballstemmer.stemmer("english")
 _ISE = re.compile(r"^(\w{4,})is(e|ed|es|ing|ation|ations|er|ers)$")
 _YSE = re.compile(r"^(\w{3,})ys(e|ed|es|ing)$")
+_OUR = re.compile(r"^(\w{3,})our(s|ed|ing)?$")
+_TRE = re.compile(r"^(\w{3,})tre(s|d)?$")
+_OGUE = re.compile(r"^(\w{4,})ogue(s)?$")
+
+
+def american(word: str) -> str:
+    """One spelling for both sides of the Atlantic: -ise/-yse -> -ize/-yze, -our -> -or,
+    -tre -> -ter, -ogue -> -og ("initialise", "colour", "centre", "catalogue")."""
+    word = _ISE.sub(r"\1iz\2", word)
+    word = _YSE.sub(r"\1yz\2", word)
+    word = _OUR.sub(r"\1or\2", word)
+    word = _TRE.sub(r"\1ter\2", word)
+    return _OGUE.sub(r"\1og\2", word)
 
 
 @functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A light inflectional stemmer: plurals, -ing, -ed, -ies, doubled consonants, final -e.
-
-    It only has to map the forms of one word to one string; it never has to be a real word."""
+    """The Porter2 stem of a word ("authentication" and "authenticate" -> "authent"), or the
+    word itself when it is short or not alphabetic ("s3", "c++", "k8s")."""
     w = word.lower()
     if len(w) <= 3 or not w.isalpha():
         return w
-    # British -> American spelling, so that both spell one stem
-    w = _ISE.sub(r"\1iz\2", w)
-    w = _YSE.sub(r"\1yz\2", w)
-    if w.endswith("ogue") and len(w) >= 7:
-        w = w[:-2]
-    if w.endswith("ies") and len(w) > 4:
-        w = w[:-3] + "y"
-    elif w.endswith("sses") or w.endswith(("ches", "shes", "xes", "zes")):
-        w = w[:-2]
-    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        w = w[:-1]
-    for suffix in ("ingly", "edly", "ing", "ied", "ed"):
-        if w.endswith(suffix):
-            base = w[: -len(suffix)]
-            if suffix == "ied":
-                base += "y"
-            if len(base) >= 3 and any(c in _VOWELS for c in base):
-                w = base
-                if len(w) >= 4 and w[-1] == w[-2] and w[-1] not in "lsz":
-                    w = w[:-1]
-            elif len(base) >= 2:
-                w = base + "e"
-            break
-    if w.endswith("our") and len(w) >= 6:
-        w = w[:-3] + "or"
-    elif w.endswith("tre") and len(w) >= 5:
-        w = w[:-3] + "ter"
-    if len(w) > 3 and w.endswith("e") and not w.endswith(("ee", "ie")):
-        w = w[:-1]
-    return w
+    return str(_ENGLISH.stemWord(american(w)))
 
 
 @functools.lru_cache(maxsize=65536)
 def roots(stemmed: str) -> tuple[str, ...]:
-    """The stem and the stems left after removing up to two derivational suffixes
-    ("authentication" -> "authentic", "refundable" -> "refund")."""
-    out = [stemmed]
-    # -ssion / -sion nouns of -t / -d verbs: submission -> submit, decision -> decide
-    if stemmed.endswith("ission") and len(stemmed) > 8:
-        out.append(stemmed[:-5] + "t")
-    elif stemmed.endswith("sion") and len(stemmed) > 7:
-        out.append(stemmed[:-4] + "d")
-    current = stemmed
-    for depth in range(2):
-        for suffix in _DERIVATIONAL:
-            rest = current[: -len(suffix)]
-            if current.endswith(suffix) and len(rest) >= 4 + depth:
-                # the stemmer drops a final -e: "recursively" -> "recursive" -> "recursiv"
-                current = rest[:-1] if rest.endswith("e") and not rest.endswith("ee") else rest
-                out.append(current)
-                break
-        else:
-            break
-    return tuple(out)
+    """The stem, and the stems of the words it derives from where Porter2 leaves them apart:
+    Latin -ssion/-sion nouns ("submission" -> "submit", "decision" -> "decid"), -ation nouns
+    ("quotation" -> "quot", "formation" -> "form") and superlatives ("fastest" -> "fast")."""
+    if stemmed.endswith("miss") and len(stemmed) > 6:
+        return (stemmed, stemmed[:-2] + "t")
+    if stemmed.endswith("is") and len(stemmed) > 5 and stemmed[-3] in "cv":
+        return (stemmed, stemmed[:-1] + "d")
+    if stemmed.endswith(("at", "est")) and len(stemmed) >= 6:
+        return (stemmed, stemmed.removesuffix("at").removesuffix("est"))
+    return (stemmed,)
 
 
 def edit_distance(a: str, b: str, limit: int = 2) -> int:
     """Optimal-string-alignment distance (a transposition costs 1), cut off above ``limit``."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        current = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            value = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                value = min(value, previous2[j - 2] + 1)
-            current[j] = value
-        if min(current) > limit:
-            return limit + 1
-        previous2, previous = previous, current
-    return previous[-1]
+    return int(OSA.distance(a, b, score_cutoff=limit))
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,8 +372,22 @@ _DETERMINERS = frozenset(
     {"a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that"}
     | {"these", "those", "some", "any", "each", "every", "all", "both"}
 )
+_POSSESSIVES = frozenset({"the", "my", "your", "our", "their", "its", "his", "her"})
 _AMBIGUOUS_DATES = frozenset({"may", "march", "sun", "sat", "wed", "mar", "jan", "dec", "sep"})
 _VERSION_CUES = frozenset({"version", "v", "release", "ver", "python", "java", "node", "nodejs"})
+
+
+def _clock(value: str, unit: str) -> tuple[str, str]:
+    """One spelling of a time of day: "2am", "2:00 am" and "02:00" are "2:00"; "3pm" is
+    "15:00". Other numbers pass unchanged."""
+    time = _TIME.match(value)
+    if unit in ("am", "pm") and (time or value.isdigit()):
+        hour, minute = (int(time.group(1)), time.group(2)) if time else (int(value), "00")
+        if 1 <= hour <= 12:
+            return f"{hour % 12 + (12 if unit == 'pm' else 0)}:{minute}", ""
+    if time and not time.group(3):
+        return f"{int(time.group(1))}:{time.group(2)}", unit
+    return value, unit
 
 
 def _fmt(value: float) -> str:
@@ -566,10 +505,9 @@ class _Tokenizer:
                 nxt = k + consumed
                 if nxt < len(merged) and merged[nxt][1] in self.lx.units:
                     unit = self.lx.units[merged[nxt][1]]
-                time = _TIME.match(value)
-                if time and time.group(3):
-                    unit = time.group(3)
-                    value = f"{time.group(1)}:{time.group(2)}"
+                if unit:
+                    weak = False  # "five minutes" is as explicit as "5 minutes"
+                value, unit = _clock(value, unit)
                 previous = tokens[-1] if tokens else None
                 version = bool(
                     previous is not None
@@ -593,6 +531,19 @@ class _Tokenizer:
                     tokens.append(_Tok(low=unit, stem=unit, pos=len(tokens), kind="unit"))
                     consumed += 1
                 k += consumed
+                continue
+            if (
+                low in ("a", "an")
+                and k + 1 < len(merged)
+                and self.lx.unit_scales.get(self.lx.units.get(merged[k + 1][1], ""))
+                and merged[k + 1][1] not in self.lx.ordinals  # "a second property"
+            ):  # "an hour", "a minute": one of them
+                unit = self.lx.units[merged[k + 1][1]]
+                tokens.append(
+                    _Tok(low="1", stem="1", pos=len(tokens), kind="number", value="1", unit=unit)
+                )
+                tokens.append(_Tok(low=unit, stem=unit, pos=len(tokens), kind="unit"))
+                k += 2
                 continue
             version_word = _VERSION_WORD.match(low)
             if version_word:
@@ -621,7 +572,9 @@ class _Tokenizer:
             return 1, (low if ":" in low or low.count(".") > 0 else _fmt(float(low)), False)
         lx = self.lx
         if low in lx.ordinals and not (k > 0 and _NUMERIC.match(merged[k - 1][1])):
-            return 1, (_fmt(lx.ordinals[low]), low in lx.weak_numbers)
+            # "the second largest" states a rank; "breadth-first", "largest first" do not
+            ranked = k > 0 and merged[k - 1][1] in _POSSESSIVES
+            return 1, (_fmt(lx.ordinals[low]), not ranked)
         total = 0.0
         current = 0.0
         consumed = 0
@@ -652,7 +605,7 @@ class _Tokenizer:
         if not seen:
             return 1, None
         value = total + current
-        weak = consumed == 1 and low in lx.weak_numbers
+        weak = True  # spelled out: "the two sides" may be dropped, "two dice" vs "three" may not
         return consumed, (_fmt(value), weak)
 
     def _looks_named(self, surface: str, initial: bool) -> bool:
@@ -832,14 +785,16 @@ class Guard:
 
     # rules ------------------------------------------------------------------------------
     def _numbers(self, a: _Features, b: _Features) -> Refusal | None:
-        def values(f: _Features, other: _Features) -> Counter[str]:
-            other_has = bool(other.numbers)
-            return Counter(t.value for t in f.numbers if not t.weak or other_has)
-
-        va, vb = values(a, b), values(b, a)
-        if va != vb and self._in_base_units(a, b) != self._in_base_units(b, a):
-            only_a = va - vb
-            only_b = vb - va
+        # a number that changed ("3 retries" vs "5"), or an explicit one on one side only ("in
+        # 15 minutes" vs "later"); a spelled-out count on one side only ("sort the two halves")
+        # restates rather than specifies. Compared as written, then in base units.
+        raw_a = [(t.value, t.weak) for t in a.numbers]
+        raw_b = [(t.value, t.weak) for t in b.numbers]
+        if _numbers_differ(raw_a, raw_b) and _numbers_differ(
+            self._in_base_units(a), self._in_base_units(b)
+        ):
+            only_a = Counter(v for v, _ in raw_a) - Counter(v for v, _ in raw_b)
+            only_b = Counter(v for v, _ in raw_b) - Counter(v for v, _ in raw_a)
             versions = {t.value for t in a.numbers + b.numbers if t.version}
             rule = "version" if versions & (set(only_a) | set(only_b)) else "number"
             return Refusal(
@@ -854,18 +809,15 @@ class Guard:
                 return Refusal("number", f"units differ: {t.value} {unit_a} vs {t.value} {t.unit}")
         return None
 
-    def _in_base_units(self, mine: _Features, other: _Features) -> Counter[str]:
+    def _in_base_units(self, mine: _Features) -> list[tuple[str, bool]]:
         """Quantities converted to one unit per dimension ("two weeks" = "14 days")."""
-        out: Counter[str] = Counter()
-        other_has = bool(other.numbers)
+        out: list[tuple[str, bool]] = []
         for t in mine.numbers:
-            if t.weak and not other_has:
-                continue
             scale = self.lexicon.unit_scales.get(t.unit)
             if scale is None or ":" in t.value or t.value.count(".") > 1:
-                out[t.value + t.unit] += 1
+                out.append((t.value + t.unit, t.weak))
             else:
-                out[f"{float(t.value) * scale[1]:.6g}{scale[0]}"] += 1
+                out.append((f"{float(t.value) * scale[1]:.6g}{scale[0]}", t.weak))
         return out
 
     def _dates(self, a: _Features, b: _Features) -> Refusal | None:
@@ -1105,6 +1057,14 @@ def _initials_run(letters: str, words: list[tuple[int, str]]) -> list[int] | Non
         if all(part[0] == letter for (_, part), letter in zip(window, letters, strict=True)):
             return sorted({j for j, _ in window if j >= 0})
     return None
+
+
+def _numbers_differ(a: list[tuple[str, bool]], b: list[tuple[str, bool]]) -> bool:
+    """(value, spelled out) lists: a value changed, or an explicit one is on one side only."""
+    only_a = Counter(v for v, _ in a) - Counter(v for v, _ in b)
+    only_b = Counter(v for v, _ in b) - Counter(v for v, _ in a)
+    explicit = {v for v, weak in a + b if not weak}
+    return bool(only_a and only_b) or bool(explicit & (set(only_a) | set(only_b)))
 
 
 def _ratio(first: list[str], second: list[str]) -> float:
