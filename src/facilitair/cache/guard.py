@@ -189,6 +189,8 @@ class Lexicon:
     unit_scales: Mapping[str, tuple[str, float]]
     directional: frozenset[str]
     source_words: frozenset[str]
+    complexity: Mapping[str, str]
+    implies: Mapping[str, str]
     greetings: frozenset[str]
     frame_similarity: float
     content_similarity: float
@@ -243,7 +245,11 @@ class Lexicon:
             synonyms={k: frozenset(v) for k, v in synonyms.items()},
             antonyms={k: frozenset(v) for k, v in antonyms.items()},
             exclusive={k: frozenset(v) for k, v in exclusive.items()},
-            scope=_stems(words("scope")),
+            scope=frozenset(
+                form
+                for word in words("scope")
+                for form in (word, word + "s", word + "es", word + "ly")
+            ),
             dates=_stems(words("dates")),
             soft_dates=_stems(words("dates", "soft")),
             month_abbreviations={
@@ -261,6 +267,11 @@ class Lexicon:
                 for unit, factor in table.items()
             },
             directional=frozenset(words("order", "directional")),
+            complexity={
+                _complexity_key(str(k)): str(v)
+                for k, v in data.get("notation", {}).get("complexity", {}).items()
+            },
+            implies={str(k): str(v) for k, v in data.get("tech", {}).get("implies", {}).items()},
             source_words=frozenset(words("order", "sources")),
             greetings=frozenset(words("fillers", "greetings")),
             frame_similarity=float(rules.get("frame_similarity", 0.6)),
@@ -353,6 +364,7 @@ class _Features:
     entities: tuple[int, ...]  # token indexes
     content: tuple[int, ...]  # token indexes of content words (not entities)
     stems: frozenset[str]
+    implied: frozenset[str]  # what its technologies imply: "S3" is on AWS, "FastAPI" is Python
 
 
 _CHUNK = re.compile(
@@ -361,6 +373,7 @@ _CHUNK = re.compile(
     r"|[%]"
     r"|[.?!;:,]"
 )
+_BIG_O = re.compile(r"\b[Oo]\(([^()]{1,16})\)")
 _NUMERIC = re.compile(r"^\d+(?:\.\d+)*$")
 _THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})([ap]m)?$")
@@ -375,6 +388,10 @@ _DETERMINERS = frozenset(
 _POSSESSIVES = frozenset({"the", "my", "your", "our", "their", "its", "his", "her"})
 _AMBIGUOUS_DATES = frozenset({"may", "march", "sun", "sat", "wed", "mar", "jan", "dec", "sep"})
 _VERSION_CUES = frozenset({"version", "v", "release", "ver", "python", "java", "node", "nodejs"})
+
+
+def _complexity_key(inner: str) -> str:
+    return re.sub(r"\s+", " ", inner.lower().replace("**", "^").replace("²", "^2")).strip()
 
 
 def _clock(value: str, unit: str) -> tuple[str, str]:
@@ -401,6 +418,7 @@ class _Tokenizer:
     # raw chunks -> (surface, lower, sentence_initial) ------------------------------------
     def _raw(self, text: str) -> list[tuple[str, str, bool]]:
         text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+        text = _BIG_O.sub(lambda m: self._complexity(m), text)
         text = text.replace("/", " / ")
         out: list[tuple[str, str, bool]] = []
         initial = True
@@ -428,6 +446,11 @@ class _Tokenizer:
                 out.append((piece, piece.lower(), initial))
                 initial = False
         return out
+
+    def _complexity(self, match: re.Match[str]) -> str:
+        """ "O(1)" -> "constant", "O(n log n)" -> "linearithmic": the name a rewording uses."""
+        name = self.lx.complexity.get(_complexity_key(match.group(1)))
+        return f" {name} " if name else match.group(0)
 
     def _expand(self, chunk: str) -> list[str]:
         """Contractions, currency, hyphens, number+unit splits. Surface case is kept."""
@@ -498,6 +521,8 @@ class _Tokenizer:
         while k < len(merged):
             surface, low, initial = merged[k]
             low = self.lx.aliases.get(low, low)
+            if low.startswith(".") and low[1:].isalpha():
+                low = self.lx.aliases.get(low[1:], low[1:])
             consumed, number = self._number(merged, k)
             if number is not None:
                 value, weak = number
@@ -559,7 +584,8 @@ class _Tokenizer:
                 )
                 k += 1
                 continue
-            tokens.append(self._word(surface, low, initial, len(tokens)))
+            following = merged[k + 1][1] if k + 1 < len(merged) else ""
+            tokens.append(self._word(surface, low, initial, len(tokens), following))
             k += 1
         return tokens
 
@@ -619,18 +645,20 @@ class _Tokenizer:
             return True
         return surface[0].isupper() and not initial and surface != "I"
 
-    def _word(self, surface: str, low: str, initial: bool, pos: int) -> _Tok:
-        return _Tok(
-            low=low, stem=stem(low), pos=pos, kind="word", cap=self._is_name(surface, low, initial)
-        )
+    def _word(self, surface: str, low: str, initial: bool, pos: int, following: str) -> _Tok:
+        cap = self._is_name(surface, low, initial, following)
+        return _Tok(low=low, stem=stem(low), pos=pos, kind="word", cap=cap)
 
-    def _is_name(self, surface: str, low: str, initial: bool) -> bool:
+    def _is_name(self, surface: str, low: str, initial: bool, following: str) -> bool:
         """A named thing: a known technology, a word written like a name (not a common noun
         in capitals such as "PC"), or a dotted/symbolic name ("node.js", "c++")."""
         lx = self.lx
         if low in lx.stopwords or low in lx.fillers:
             return False
-        if low in lx.tech and (low not in lx.ambiguous_tech or self._looks_named(surface, False)):
+        ambiguous = low in lx.ambiguous_tech or surface.lower() in lx.ambiguous_tech
+        if ambiguous and initial and following in lx.stopwords:
+            return False  # a verb opening the sentence: "Go through the toolbar", "Express it"
+        if low in lx.tech and (not ambiguous or self._looks_named(surface, False)):
             return True
         if (
             self._looks_named(surface, initial)
@@ -638,13 +666,35 @@ class _Tokenizer:
             and not (surface.isupper() and low in lx.synonyms)
         ):
             return True
-        return any(c in low for c in ".+#") and re.search(r"[a-z]", low) is not None
+        # a dotted, symbolic or snake_case name: "node.js", "c++", "to_roman"
+        return any(c in low for c in ".+#_") and re.search(r"[a-z]", low) is not None
+
+
+def _with_compounds(
+    tokens: tuple[_Tok, ...], keys: list[frozenset[str]]
+) -> tuple[frozenset[str], ...]:
+    """Two neighbouring words also match the one word they make: "group by" = "groupby",
+    "file names" = "filenames", "in-order" = "inorder", "West Europe" = "westeurope". Each word
+    already has the key "j:" + its stem; each of a pair gets "j:" + the stem of the pair."""
+    out = list(keys)
+    for i in range(len(tokens) - 1):
+        first, second = tokens[i], tokens[i + 1]
+        if first.kind == second.kind == "word" and (first.low + second.low).isalpha():
+            joined = "j:" + stem(first.low + second.low)
+            out[i] = out[i] | {joined}
+            out[i + 1] = out[i + 1] | {joined}
+    return tuple(out)
 
 
 def _keys(tok: _Tok, lx: Lexicon) -> frozenset[str]:
     if tok.kind == "number":
         return frozenset({"#" + tok.value})
-    keys = {tok.low, tok.stem}
+    keys = {tok.low, tok.stem, "j:" + tok.stem}
+    name, dot, extension = tok.low.rpartition(".")
+    if dot and name and extension.isalpha():  # "report.xlsx" is an Excel file
+        extension = lx.aliases.get(extension, extension)
+        if extension in lx.tech:
+            keys.add(extension)
     tok_roots = roots(tok.stem)
     for root in tok_roots:
         keys.add("r:" + root)
@@ -693,7 +743,7 @@ class Guard:
     def _compute(self, text: str) -> _Features:
         lx = self.lexicon
         tokens = tuple(self._tokenizer.tokenize(text))
-        token_keys = tuple(_keys(t, lx) for t in tokens)
+        token_keys = _with_compounds(tokens, [_keys(t, lx) for t in tokens])
         keys = frozenset().union(*token_keys) if token_keys else frozenset()
         numbers = tuple(t for t in tokens if t.kind == "number")
         date_surfaces = {
@@ -743,6 +793,7 @@ class Guard:
             entities=tuple(entities),
             content=tuple(content),
             stems=frozenset(t.stem for t in tokens if t.kind == "word"),
+            implied=frozenset(lx.implies[t.low] for t in tokens if t.low in lx.implies),
         )
 
     # helpers ----------------------------------------------------------------------------
@@ -766,7 +817,7 @@ class Guard:
         return False
 
     def _matched(self, index: int, mine: _Features, other: _Features) -> bool:
-        if mine.token_keys[index] & other.keys:
+        if mine.token_keys[index] & other.keys or mine.tokens[index].low in other.implied:
             return True
         if index in self._spelled_out(mine.text, other.text):
             return True
@@ -965,7 +1016,7 @@ class Guard:
             f.tokens[i].low
             for f, idx in ((a, unmatched_a), (b, unmatched_b))
             for i in idx
-            if any(r in lx.scope for r in roots(f.tokens[i].stem))
+            if f.tokens[i].low in lx.scope
         ]
         if scoped:
             return Refusal(
@@ -1009,6 +1060,7 @@ class Guard:
         return _ratio(seq_a, seq_b), _ratio(content_a, content_b)
 
 
+_CAMEL = re.compile(r"[A-Z][a-z]+|[a-z]+")
 _NUMERONYM = re.compile(r"^([a-z])(\d{1,2})([a-z])s?$")
 
 
@@ -1024,9 +1076,10 @@ def _abbreviation_runs(
             for part in (t.low, *re.split(r"[-_]", t.low)):
                 index_of.setdefault(part, j)
     words = [
-        (index_of.get(word, -1), word)
-        for word in re.findall(r"[a-z]+", long.text.lower())
-        if word not in lx.stopwords
+        (index_of.get(whole.lower(), -1), part.lower())
+        for whole in re.findall(r"[A-Za-z]+", long.text)
+        for part in (_CAMEL.findall(whole) or [whole])
+        if part.lower() not in lx.stopwords
     ]
     runs: list[tuple[int, list[int]]] = []
     for i, t in enumerate(short.tokens):
