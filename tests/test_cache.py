@@ -265,3 +265,44 @@ async def test_configured_embedding_files_replace_the_packaged_ones(
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             assert (await stats(client, key))["enabled"] is enabled
             assert (await run(client, key, body()))[-1].event == "task_completed"
+
+
+async def test_the_verifier_decides_borderline_matches_and_shows_its_verdict_and_cost(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    """With `cache_verify`, a match in the borderline band goes to the LLM verifier (here the
+    whole band: every match the guard lets through). A YES is a hit that says who confirmed it
+    and what the call cost; a NO is a miss that says why."""
+    server = make_server(cache_verify=True, cache_verify_band=1.0)
+    key = new_key(server.settings, "alice")
+    script_happy_path(fake, chunks=1)
+    reworded = "Please build a REST API with JWT authentication"
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await run(client, key, body())  # stored; nothing to verify yet
+        assert fake.requests_for("default") == []
+
+        fake.script("default", Reply("YES"))
+        events = await run(client, key, body(reworded))
+        assert cached(events)
+        asked = fake.requests_for("default")
+        assert len(asked) == 1 and TASK in asked[0].messages[0]["content"]
+        assert reworded in asked[0].messages[0]["content"]
+        hit = next(e.data for e in events if e.data.get("kind") == "cache_hit")
+        verdict = hit["details"]["verifier"]
+        assert verdict["same"] is True and verdict["answer"] == "YES"
+        agents = (await client.get("/api/v1/agents", headers={"X-API-Key": key})).json()
+        reviewer = next(a for a in agents["agents"] if a["role"] == "reviewer")
+        assert verdict["model"] == reviewer["model"]
+        assert verdict["latency_s"] > 0 and verdict["cost_usd"] > 0  # priced from its usage
+        assert "confirmed:" in hit["message"] and "said YES" in hit["message"]
+        metrics = events[-1].data["metrics"]
+        assert metrics["llm_calls"] == 1
+        assert metrics["cost_usd"] == verdict["cost_usd"]
+
+        fake.script("default", Reply("NO"))
+        events = await run(client, key, body(reworded))
+        assert not cached(events)
+        miss = next(e.data for e in events if e.data.get("kind") == "cache_miss")
+        assert miss["details"]["rule"] == "verifier"
+        assert miss["details"]["verifier"]["same"] is False
+        assert "said NO" in miss["message"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -28,7 +29,7 @@ from facilitair.agents.workflow import Workflow
 from facilitair.bus.base import EventLog
 from facilitair.bus.queue import TaskQueue
 from facilitair.cache.entry import CacheEntry
-from facilitair.cache.semantic import Lookup, SemanticCache
+from facilitair.cache.semantic import Decision, Lookup, SemanticCache
 from facilitair.config import AgentConfig
 from facilitair.llm import ProviderSet
 from facilitair.observability import Metrics
@@ -338,6 +339,7 @@ class TaskRunner:
                     message=f"Not served from the cache: a similar task "
                     f"({decision.similarity or 0:.0%} match) differs: {decision.detail}",
                     kind="cache_miss",
+                    details=_decision_details(decision),
                 )
             )
         return lookup
@@ -381,13 +383,18 @@ class TaskRunner:
     ) -> None:
         """Replay a remembered result with the full event shape, at no cost."""
         similarity = lookup.decision.similarity or 1.0
-        saved_usd = entry.cost_usd
+        verdict = lookup.decision.verdict
+        spent = verdict.cost_usd or 0.0 if verdict else 0.0  # the verifier's call, if asked
+        saved_usd = None if entry.cost_usd is None else max(0.0, entry.cost_usd - spent)
         saved = "an unknown cost" if saved_usd is None else _usd(saved_usd)
+        match = f"{similarity:.0%} match"
+        if verdict is not None:
+            match += f", confirmed: {verdict.describe()}"
         await emit(
             SystemMessage(
-                message=f"Cache hit ({similarity:.0%} match) • saved {saved}, "
-                f"~{entry.duration_s:.1f} s",
+                message=f"Cache hit ({match}) • saved {saved}, ~{entry.duration_s:.1f} s",
                 kind="cache_hit",
+                details=_decision_details(lookup.decision),
             )
         )
         await emit(
@@ -444,10 +451,10 @@ class TaskRunner:
         duration = round(time.monotonic() - began, 3)
         metrics = TaskMetrics(
             duration_s=duration,
-            cost_usd=0.0,
+            cost_usd=spent,
             prompt_tokens=0,
             completion_tokens=0,
-            llm_calls=0,
+            llm_calls=0 if verdict is None else 1,
             iterations=original.metrics.iterations,
             cached=True,
             similarity=round(similarity, 4),
@@ -484,6 +491,19 @@ class TaskRunner:
         if totals:
             self.metrics.llm_tokens.labels("prompt").inc(totals.prompt_tokens)
             self.metrics.llm_tokens.labels("completion").inc(totals.completion_tokens)
+
+
+def _decision_details(decision: Decision) -> dict[str, Any]:
+    """What the matcher decided, for clients that show it: the rule that refused (or none),
+    its explanation, and the verifier's verdict when it was asked."""
+    details: dict[str, Any] = {
+        "similarity": None if decision.similarity is None else round(decision.similarity, 4),
+        "rule": decision.rule,
+        "detail": decision.detail,
+    }
+    if decision.verdict is not None:
+        details["verifier"] = dataclasses.asdict(decision.verdict)
+    return details
 
 
 def _usd(amount: float) -> str:

@@ -17,6 +17,7 @@ from facilitair.cache.embeddings import Embedder
 from facilitair.cache.entry import CacheEntry, CacheStats
 from facilitair.cache.guard import Guard
 from facilitair.cache.index import VectorIndex
+from facilitair.cache.verifier import Verdict
 from facilitair.protocol.events import iso_utc, utc_now
 from facilitair.store.base import CacheStore
 
@@ -24,7 +25,7 @@ CANDIDATES = 5
 
 
 class Verifier(Protocol):
-    async def same_answer(self, cached: str, query: str) -> bool: ...
+    async def verify(self, cached: str, query: str) -> Verdict: ...
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,15 @@ class CachePolicy:
 
 @dataclass(frozen=True)
 class Decision:
-    """Why a lookup hit or missed: the best similarity seen and, on a miss, what refused."""
+    """Why a lookup hit or missed: the best similarity seen, on a miss what refused, and the
+    verifier's verdict when it was asked."""
 
     hit: bool
     similarity: float | None
     entry_id: str | None = None
     rule: str | None = None
     detail: str = ""
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,18 @@ class SemanticCache:
                     False, similarity, entry_id, refused.rule, refused.detail
                 )
                 continue
-            if await self._verifier_refuses(similarity, cached_task, task):
+            verdict = await self._verdict(similarity, cached_task, task)
+            if verdict is not None and not verdict.same:
                 refusal = refusal or Decision(
-                    False, similarity, entry_id, "verifier", "the verifier said no"
+                    False,
+                    similarity,
+                    entry_id,
+                    "verifier",
+                    f"the verifier was asked and {verdict.describe()}",
+                    verdict,
                 )
                 continue
-            return Decision(True, similarity, entry_id)
+            return Decision(True, similarity, entry_id, verdict=verdict)
         if refusal is not None:
             return refusal
         return Decision(
@@ -124,11 +133,12 @@ class SemanticCache:
             detail=f"best similarity {best:.3f} is under {self.policy.threshold:.3f}",
         )
 
-    async def _verifier_refuses(self, similarity: float, cached: str, query: str) -> bool:
+    async def _verdict(self, similarity: float, cached: str, query: str) -> Verdict | None:
+        """The verifier's verdict on a borderline match that the guard let through."""
         borderline = similarity < self.policy.threshold + self.policy.verify_band
         if self.verifier is None or not borderline:
-            return False
-        return not await self.verifier.same_answer(cached, query)
+            return None
+        return await self.verifier.verify(cached, query)
 
     async def lookup(
         self,

@@ -144,7 +144,9 @@ async def _build_cache(
     verifier = None
     if settings.cache_verify:
         reviewer = agents.roles["reviewer"]
-        verifier = LLMVerifier(providers.get(reviewer.provider), reviewer.model)
+        verifier = LLMVerifier(
+            providers.get(reviewer.provider), reviewer.model, pricer=agents.price_usd
+        )
     policy = CachePolicy(
         threshold=settings.cache_threshold,
         granularity=settings.cache_granularity,
