@@ -208,13 +208,16 @@ class TaskRunner:
         totals = RunTotals(budget_usd=request.budget_usd)
         stream_id = record.stream_id
         plan: list[dict[str, Any]] = []
+        # A replayed cache hit ends within milliseconds: its progress would be stale before
+        # anyone read it, so only the final record is written (saves a store write per turn).
+        replaying = False
 
         async def emit(payload: Payload) -> StoredEvent:
             event = await self.events.append(stream_id, payload)
             self.metrics.count_event(payload.event)
             if isinstance(payload, TaskProgress):
                 plan[:] = [item.model_dump() for item in payload.plan]
-            if isinstance(payload, TaskProgress | ChunkCompleted):
+            if isinstance(payload, TaskProgress | ChunkCompleted) and not replaying:
                 progress = {"status": "running", **_progress_fields(totals)}
                 await self.store.save_task(record.model_copy(update=progress))
             return event
@@ -241,6 +244,7 @@ class TaskRunner:
             models = workflow_models(request.workflow, self.config, turns)
             lookup = await self._look_up(record, models, emit)
             if lookup is not None and lookup.entry is not None:
+                replaying = True
                 await self._serve_hit(record, lookup, lookup.entry, emit, began)
                 return
             workflow = WORKFLOWS[request.workflow](turns, self.config, emit)

@@ -123,6 +123,9 @@ class LocalEmbedder:
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
+                # Idle pool threads would spin for the next run, taking a core from the event
+                # loop and the server's other work (bench/cache_latency.py: reworded hits).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._session = onnxruntime.InferenceSession(
                     str(self.model_path), options, providers=["CPUExecutionProvider"]
                 )

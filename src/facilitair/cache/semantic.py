@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from facilitair.protocol.events import iso_utc, utc_now
 from facilitair.store.base import CacheStore
 
 CANDIDATES = 5
+RECENT_VECTORS = 1024  # texts whose embedding is kept: a repeated task skips the model
 
 
 class Verifier(Protocol):
@@ -75,6 +77,7 @@ class SemanticCache:
         self.guard = guard or Guard()
         self.verifier = verifier
         self._lock = asyncio.Lock()
+        self._recent: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
 
     async def load(self) -> int:
         """Make the index ready (the in-memory one loads the entries within their TTL)."""
@@ -149,7 +152,7 @@ class SemanticCache:
         task: str,
     ) -> Lookup:
         partition = self.partition_for(tenant_id, workflow, context, models)
-        vector = (await self.embedder.embed([task]))[0]
+        vector = await self._vector(task)
         decision = await self.decide(partition, task, vector)
         entry = None
         if decision.hit and decision.entry_id is not None:
@@ -193,7 +196,7 @@ class SemanticCache:
         """Store a completed, successful result. With `replace`, the entry this task would
         have hit is dropped first (cache="refresh")."""
         if vector is None:
-            vector = (await self.embedder.embed([task]))[0]
+            vector = await self._vector(task)
         async with self._lock:
             if replace:
                 old = await self.decide(partition, task, vector)
@@ -219,6 +222,19 @@ class SemanticCache:
             if await self.index.count() > self.policy.max_entries:
                 await self.evict()
         return entry
+
+    async def _vector(self, task: str) -> npt.NDArray[np.float32]:
+        """The task's embedding; the same text asked again (a re-run, a retry) is not embedded
+        again, which is most of an exact repeat's lookup time (bench/cache_latency.py)."""
+        vector = self._recent.get(task)
+        if vector is None:
+            vector = (await self.embedder.embed([task]))[0]
+            self._recent[task] = vector
+            if len(self._recent) > RECENT_VECTORS:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(task)
+        return vector
 
     async def _delete(self, entry_ids: list[str]) -> int:
         deleted = await self.store.delete_cache_entries(entry_ids)
