@@ -217,9 +217,12 @@ async def test_an_openai_compatible_embeddings_endpoint_can_replace_the_local_mo
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
         assert not cached(await run(client, key, body()))
         assert cached(await run(client, key, body()))
+        assert not cached(await run(client, key, body("Write a CLI todo app")))
         figures = await stats(client, key)
     assert figures["embedder"] == "openai:fake-embed"
-    assert fake.embedding_inputs.count(TASK) >= 2
+    # every new text goes to the endpoint; a repeated one reuses its embedding
+    assert fake.embedding_inputs.count(TASK) == 1
+    assert fake.embedding_inputs.count("Write a CLI todo app") == 1
 
 
 async def test_a_refused_near_match_is_explained_and_the_cli_shows_the_saving(
