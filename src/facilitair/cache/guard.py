@@ -298,15 +298,16 @@ class Lexicon:
         return frozenset(out)
 
     def opposites(self, word: str) -> frozenset[str]:
-        """Stems opposite to ``word``: its antonyms, and antonyms of its synonyms, with their
-        synonyms ("freezing" ~ "cold" <-> "hot" ~ "warm"); never one of its own synonyms."""
+        """Stems opposite to ``word``: its antonyms and those of its synonyms ("freezing" ~
+        "cold" <-> "hot"), never one of its own synonyms. The opposites' own synonyms are not
+        added: two hops through synonym groups made opposites of unrelated words ("get" ~
+        "receive" <-> "send" ~ "submit")."""
         cached = self._opposites_cache.get(word)
         if cached is None:
             own = self._with_synonyms(word)
             out: set[str] = set()
             for variant in own:
-                for opposite in self.antonyms.get(variant, ()):
-                    out |= self._with_synonyms(opposite)
+                out |= self.antonyms.get(variant, frozenset())
             cached = frozenset(out - own)
             self._opposites_cache[word] = cached
         return cached
@@ -373,6 +374,8 @@ _CHUNK = re.compile(
     r"|[%]"
     r"|[.?!;:,]"
 )
+_COMPARISON = re.compile(r"(?<=\s)(>=|<=|>|<)(?=\s*\d)")  # "> 100MB", "<= 5"
+_COMPARISONS = {">": "over", "<": "under", ">=": "minimum", "<=": "maximum"}
 _BIG_O = re.compile(r"\b[Oo]\(([^()]{1,16})\)")
 _NUMERIC = re.compile(r"^\d+(?:\.\d+)*$")
 _THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -419,6 +422,7 @@ class _Tokenizer:
     def _raw(self, text: str) -> list[tuple[str, str, bool]]:
         text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
         text = _BIG_O.sub(lambda m: self._complexity(m), text)
+        text = _COMPARISON.sub(lambda m: _COMPARISONS[m.group(1)], text)
         text = text.replace("/", " / ")
         out: list[tuple[str, str, bool]] = []
         initial = True
@@ -821,7 +825,31 @@ class Guard:
             return True
         if index in self._spelled_out(mine.text, other.text):
             return True
-        return self._typo(mine.tokens[index].low, other)
+        return self._typo(mine.tokens[index].low, other) or self._shortened(
+            mine.tokens[index], other
+        )
+
+    def _shortened(self, tok: _Tok, other: _Features) -> bool:
+        """One of the two is a clipped or consonant spelling of the other ("num" = "number",
+        "txt" = "text", "impl" = "implement", "subdirs" = "subdirectories"): same first letter,
+        the short one's letters in order inside the long one, and the short one not a word."""
+        known = self.lexicon.known_words
+        if tok.kind != "word" or not tok.low.isalpha():
+            return False
+        for candidate in other.tokens:
+            if candidate.kind != "word" or not candidate.low.isalpha():
+                continue
+            short, long = sorted((tok.low, candidate.low), key=len)
+            short = short.removesuffix("s") if len(short) > 3 else short
+            if (
+                3 <= len(short) <= 7
+                and len(long) >= len(short) + 2
+                and short[0] == long[0]
+                and short not in known
+                and _subsequence(short, long)
+            ):
+                return True
+        return False
 
     def _compute_spelled_out(self, mine_text: str, other_text: str) -> frozenset[int]:
         """Token indexes of `mine` that are an abbreviation spelled out in `other`, or part of
@@ -913,7 +941,11 @@ class Guard:
         only_a = a.stems - b.stems
         only_b = b.stems - a.stems
         for word in sorted(only_a):
-            opposites = sorted(only_b & lx.opposites(word))
+            opposites = sorted(
+                other
+                for other in only_b
+                if other in lx.opposites(word) or word in lx.opposites(other)
+            )
             if opposites:
                 return Refusal("antonym", f"opposites: {word!r} vs {opposites[0]!r}")
             groups = lx.exclusive.get(word)
@@ -1110,6 +1142,11 @@ def _initials_run(letters: str, words: list[tuple[int, str]]) -> list[int] | Non
         if all(part[0] == letter for (_, part), letter in zip(window, letters, strict=True)):
             return sorted({j for j, _ in window if j >= 0})
     return None
+
+
+def _subsequence(short: str, long: str) -> bool:
+    letters = iter(long)
+    return all(letter in letters for letter in short)
 
 
 def _numbers_differ(a: list[tuple[str, bool]], b: list[tuple[str, bool]]) -> bool:
