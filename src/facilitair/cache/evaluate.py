@@ -22,7 +22,8 @@ import numpy as np
 
 from facilitair.cache.embeddings import Embedder
 from facilitair.cache.index import MemoryVectorIndex
-from facilitair.cache.semantic import CachePolicy, SemanticCache
+from facilitair.cache.semantic import CachePolicy, SemanticCache, Verifier
+from facilitair.cache.verifier import Verdict
 from facilitair.store.sqlite import SQLiteStore
 
 MODELS = {"all": "eval"}
@@ -38,6 +39,7 @@ class Report:
     wrong_by_category: Counter[str] = field(default_factory=Counter)
     missed_by_category: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
+    verdicts: list[Verdict] = field(default_factory=list)
 
     @property
     def served_rate(self) -> float:
@@ -65,7 +67,19 @@ class Report:
             lines.append("should-hits missed, by category: " + _counts(self.missed_by_category))
         if self.refusals:
             lines.append("misses, by reason: " + _counts(self.refusals))
+        if self.verdicts:
+            lines.append(self._verifier_line())
         return lines
+
+    def _verifier_line(self) -> str:
+        said_no = sum(not v.same for v in self.verdicts)
+        seconds = sorted(v.latency_s for v in self.verdicts)
+        priced = [v.cost_usd for v in self.verdicts if v.cost_usd is not None]
+        cost = f"${sum(priced):.6f} in all" if priced else "cost unknown (no price or usage)"
+        return (
+            f"verifier ({self.verdicts[0].model}): asked {len(self.verdicts)} times, said no "
+            f"{said_no}; p50 {seconds[len(seconds) // 2] * 1000:.0f} ms per call; {cost}"
+        )
 
 
 def _counts(counter: Counter[str]) -> str:
@@ -95,13 +109,22 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
     return pairs
 
 
-async def evaluate(pairs: list[dict[str, Any]], embedder: Embedder, policy: CachePolicy) -> Report:
+async def evaluate(
+    pairs: list[dict[str, Any]],
+    embedder: Embedder,
+    policy: CachePolicy,
+    verifier: Verifier | None = None,
+) -> Report:
+    """Every pair through a real SemanticCache; with a verifier, matches in the policy's
+    verify band are asked as in the server, and its verdicts are reported."""
     report = Report()
     with tempfile.TemporaryDirectory(prefix="facilitair-eval-") as folder:
         store = SQLiteStore(Path(folder) / "eval.sqlite3")
         await store.open()
         try:
-            cache = SemanticCache(store, MemoryVectorIndex(store), embedder, policy)
+            cache = SemanticCache(
+                store, MemoryVectorIndex(store), embedder, policy, verifier=verifier
+            )
             # Storing is not what is measured: embed every `a` in one batch.
             vectors = await embedder.embed([str(p["a"]) for p in pairs])
             for number, (pair, vector) in enumerate(zip(pairs, vectors, strict=True)):
@@ -130,6 +153,8 @@ async def evaluate(pairs: list[dict[str, Any]], embedder: Embedder, policy: Cach
                     str(pair["b"]),
                 )
                 report.lookup_ms.append((time.perf_counter() - began) * 1000)
+                if lookup.decision.verdict is not None:
+                    report.verdicts.append(lookup.decision.verdict)
                 hit = lookup.entry is not None
                 category = str(pair.get("category", "all"))
                 if pair["same_answer"]:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,11 @@ from facilitair.config import NoProviderConfigured, Settings
 from facilitair.protocol.events import utc_now
 from facilitair.server.auth import create_key, hash_key
 from facilitair.store import Store, StoreUnavailable, build_store
+
+if TYPE_CHECKING:
+    from facilitair.cache.embeddings import Embedder
+    from facilitair.cache.evaluate import Report
+    from facilitair.cache.semantic import CachePolicy
 
 app = typer.Typer(
     help="Watch a team of LLM agents build software together.",
@@ -475,6 +480,29 @@ async def _check_services(settings: Settings) -> None:
         await store.close()
 
 
+async def _evaluate_pairs(
+    pairs: list[dict[str, Any]],
+    embedder: Embedder,
+    policy: CachePolicy,
+    settings: Settings,
+    verify: bool,
+) -> Report:
+    from facilitair.cache.evaluate import evaluate
+
+    if not verify:
+        return await evaluate(pairs, embedder, policy)
+    from facilitair.config import load_agent_config
+    from facilitair.llm import build_providers
+    from facilitair.server.container import build_verifier
+
+    agents = load_agent_config(settings.config).resolved(settings)
+    providers = build_providers(settings, agents)
+    try:
+        return await evaluate(pairs, embedder, policy, build_verifier(agents, providers))
+    finally:
+        await providers.aclose()
+
+
 async def _with_store(action: Callable[[Store], Awaitable[T]]) -> T:
     store = build_store(Settings())
     await store.open()
@@ -586,16 +614,25 @@ def cache_eval(
     threshold: Annotated[
         float | None, typer.Option(help="Cosine threshold (default: the server's)")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Also ask the LLM verifier (the Reviewer's model) about matches within "
+            "FAC_CACHE_VERIFY_BAND above the threshold, and report its calls, time and cost",
+        ),
+    ] = False,
 ) -> None:
     """Measure the real matcher on labelled pairs: served should-hits, wrong traps, latency."""
     from facilitair.cache.embeddings import EmbeddingError, LocalEmbedder
-    from facilitair.cache.evaluate import default_pair_files, evaluate, read_pairs
+    from facilitair.cache.evaluate import default_pair_files, read_pairs
     from facilitair.cache.semantic import CachePolicy
 
     settings = Settings()
     policy = CachePolicy(
         threshold=threshold if threshold is not None else settings.cache_threshold,
         granularity=settings.cache_granularity,
+        verify_band=settings.cache_verify_band if verify else 0.0,
     )
     files = pairs or default_pair_files()
     try:
@@ -605,7 +642,7 @@ def cache_eval(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(Exit.USAGE) from None
     for number, (path, items) in enumerate(sets):
-        report = asyncio.run(evaluate(items, embedder, policy))
+        report = asyncio.run(_evaluate_pairs(items, embedder, policy, settings, verify))
         print(("\n" if number else "") + f"== {path.name}")
         for line in report.lines(policy.threshold):
             print(line)

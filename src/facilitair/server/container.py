@@ -121,6 +121,12 @@ class Container:
             await self.cache.aclose()
 
 
+def build_verifier(agents: AgentConfig, providers: ProviderSet) -> LLMVerifier:
+    """The cache's verifier asks the Reviewer's model, priced from the same table."""
+    reviewer = agents.roles["reviewer"]
+    return LLMVerifier(providers.get(reviewer.provider), reviewer.model, pricer=agents.price_usd)
+
+
 async def _build_cache(
     settings: Settings, agents: AgentConfig, store: Store, providers: ProviderSet
 ) -> SemanticCache | None:
@@ -141,12 +147,7 @@ async def _build_cache(
     except EmbeddingError as exc:
         log.warning("semantic cache disabled: %s", exc)
         return None
-    verifier = None
-    if settings.cache_verify:
-        reviewer = agents.roles["reviewer"]
-        verifier = LLMVerifier(
-            providers.get(reviewer.provider), reviewer.model, pricer=agents.price_usd
-        )
+    verifier = build_verifier(agents, providers) if settings.cache_verify else None
     policy = CachePolicy(
         threshold=settings.cache_threshold,
         granularity=settings.cache_granularity,
