@@ -70,8 +70,13 @@ async def test_without_files_it_reports_both_coding_halves_and_the_dev_pairs() -
     assert done.returncode == 0, done.stderr
     sections = done.stdout.split("\n\n")
     names = [section.splitlines()[0] for section in sections]
-    assert names == ["== coding-tune.jsonl", "== coding-test.jsonl", "== pairs.jsonl"]
-    for section, total in zip(sections, (250, 250, 600), strict=True):
+    assert names == [
+        "== coding-tune.jsonl",
+        "== coding-test.jsonl",
+        "== coding-fresh.jsonl",
+        "== pairs.jsonl",
+    ]
+    for section, total in zip(sections, (250, 250, 160, 600), strict=True):
         assert f"pairs: {total} " in section
         assert "served should-hits:" in section and "answered traps (wrong):" in section
 

@@ -6,6 +6,10 @@ to src/facilitair/cache/pairs/ (shipped with the package: `facilitair cache eval
 Stratified: within each (domain, category) group, pairs ordered by a hash of their id go
 alternately to tune and test, so both halves hold every domain and category. Thresholds and
 rules are tuned on coding-tune.jsonl only; coding-test.jsonl is for reporting.
+
+src/facilitair/cache/pairs/coding-fresh.jsonl is not made here: 160 pairs (80 should hit, 80
+traps, in 16 categories) written later by another author who was given only the categories and
+never saw the guard or these pairs. Nothing is tuned on it either.
 """
 
 import hashlib

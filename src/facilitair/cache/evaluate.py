@@ -87,10 +87,13 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def default_pair_files() -> list[Path]:
-    """The coding-task pairs shipped with Facilitair (the tuning half, then the frozen test
-    half), then fow-cache's pairs when that package is installed."""
+    """The coding-task pairs shipped with Facilitair (the tuning half, the frozen test half,
+    and a fresh set by another author that was never tuned on), then fow-cache's pairs when
+    that package is installed."""
     shipped = resources.files("facilitair.cache").joinpath("pairs")
-    files = [Path(str(shipped.joinpath(f"coding-{half}.jsonl"))) for half in ("tune", "test")]
+    files = [
+        Path(str(shipped.joinpath(f"coding-{name}.jsonl"))) for name in ("tune", "test", "fresh")
+    ]
     spec = importlib.util.find_spec("fow_cache")
     locations = (spec.submodule_search_locations or []) if spec is not None else []
     found = [Path(place) / "data" / "pairs.jsonl" for place in locations]
