@@ -374,6 +374,7 @@ _CHUNK = re.compile(
     r"|[%]"
     r"|[.?!;:,]"
 )
+_ACRONYM_PLURAL = re.compile(r"^[A-Z]{2,}s$")
 _COMPARISON = re.compile(r"(?<=\s)(>=|<=|>|<)(?=\s*\d)")  # "> 100MB", "<= 5"
 _COMPARISONS = {">": "over", "<": "under", ">=": "minimum", "<=": "maximum"}
 _BIG_O = re.compile(r"\b[Oo]\(([^()]{1,16})\)")
@@ -444,6 +445,8 @@ class _Tokenizer:
             if chunk == ",":
                 continue
             chunk = chunk.rstrip("'").strip("-_")
+            if _ACRONYM_PLURAL.match(chunk):  # "IPs", "APIs", "URLs"
+                chunk = chunk[:-1]
             if not chunk:
                 continue
             for piece in self._expand(chunk):
