@@ -321,6 +321,11 @@ class Lexicon:
         return frozenset(key[0] for key in self.phrases if len(key) == 1)
 
     @functools.cached_property
+    def phrase_words(self) -> frozenset[str]:
+        """The words phrases are rewritten to ("late_fee", "spring_boot")."""
+        return frozenset(word for target in self.phrases.values() for word in target)
+
+    @functools.cached_property
     def max_phrase_len(self) -> int:
         return max((len(key) for key in self.phrases), default=1)
 
@@ -674,7 +679,8 @@ class _Tokenizer:
         ):
             return True
         # a dotted, symbolic or snake_case name: "node.js", "c++", "to_roman"
-        return any(c in low for c in ".+#_") and re.search(r"[a-z]", low) is not None
+        symbolic = any(c in low for c in ".+#_") and low not in lx.phrase_words
+        return symbolic and re.search(r"[a-z]", low) is not None
 
 
 def _with_compounds(
@@ -1059,6 +1065,10 @@ class Guard:
                 f"qualifier on one side only: {_show(scoped)} "
                 f"(cached {_show(words_a)}, query {_show(words_b)})",
             )
+        if len(unmatched_a) == len(unmatched_b) == 1:
+            # exactly one word each that the other lacks, however the rest is phrased: one
+            # slot changed ("count the orders" vs "sum the order amounts")
+            return Refusal("substitution", f"one word changed: {words_a[0]!r} vs {words_b[0]!r}")
         wording, content = self.alignment(a, b)
         if wording >= lx.frame_similarity or content >= lx.content_similarity:
             return Refusal(
