@@ -379,6 +379,16 @@ _CHUNK = re.compile(
     r"|[%]"
     r"|[.?!;:,]"
 )
+# A path or route ("/api/checkout", "./archive", "~/.ssh/config") names one thing; it becomes a
+# single snake_case token, so another path is another entity ("prev/next" stays two words).
+_PATH = re.compile(r"(?<![\w/.~])(?:\.{1,2}/|~/|/)[\w.{}:*-]*(?:/[\w.{}:*-]+)*/?")
+
+
+def _path_name(match: re.Match[str]) -> str:
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", match.group(0)) if p]
+    return " path_" + "_".join(parts).lower() + " " if parts else match.group(0)
+
+
 _ACRONYM_PLURAL = re.compile(r"^[A-Z]{2,}s$")
 _COMPARISON = re.compile(r"(?<=\s)(>=|<=|>|<)(?=\s*\d)")  # "> 100MB", "<= 5"
 _COMPARISONS = {">": "over", "<": "under", ">=": "minimum", "<=": "maximum"}
@@ -429,6 +439,7 @@ class _Tokenizer:
         text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
         text = _BIG_O.sub(lambda m: self._complexity(m), text)
         text = _COMPARISON.sub(lambda m: _COMPARISONS[m.group(1)], text)
+        text = _PATH.sub(_path_name, text)
         text = text.replace("/", " / ")
         out: list[tuple[str, str, bool]] = []
         initial = True
