@@ -114,8 +114,19 @@ async def test_a_paraphrase_hits_and_a_changed_requirement_does_not(
     await run(client, key, body("Build a REST API with JWT authentication"))
 
     assert cached(await run(client, key, body("Create a REST API that uses JWT authentication")))
+    reworded = await run(client, key, body("Hey! Could you write a REST API with JWT auth? Thx"))
+    assert cached(reworded)
+    hit = next(e.data for e in reworded if e.data.get("kind") == "cache_hit")
+    assert "saved $" in hit["message"] and reworded[-1].data["metrics"]["saved_usd"] > 0
+    assert hit["details"]["rule"] is None and hit["details"]["similarity"] >= 0.72
     assert not cached(await run(client, key, body("Build a REST API without JWT authentication")))
     assert not cached(await run(client, key, body("Build a GraphQL API with JWT authentication")))
+    in_go = body("Build a REST API with JWT authentication in Go")
+    assert not cached(await run(client, key, in_go))
+    refused = await run(client, key, body("Build a REST API with OAuth authentication"))
+    assert not cached(refused)
+    miss = next(e.data for e in refused if e.data.get("kind") == "cache_miss")
+    assert miss["details"]["rule"] and miss["details"]["detail"] in miss["message"]
 
 
 async def test_refresh_ignores_the_hit_and_replaces_the_entry_and_off_bypasses_the_cache(
