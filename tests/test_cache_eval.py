@@ -74,9 +74,10 @@ async def test_without_files_it_reports_both_coding_halves_and_the_dev_pairs() -
         "== coding-tune.jsonl",
         "== coding-test.jsonl",
         "== coding-fresh.jsonl",
+        "== coding-hard.jsonl",
         "== pairs.jsonl",
     ]
-    for section, total in zip(sections, (250, 250, 160, 600), strict=True):
+    for section, total in zip(sections, (250, 250, 160, 200, 600), strict=True):
         assert f"pairs: {total} " in section
         assert "served should-hits:" in section and "answered traps (wrong):" in section
 

@@ -9,7 +9,9 @@ rules are tuned on coding-tune.jsonl only; coding-test.jsonl is for reporting.
 
 src/facilitair/cache/pairs/coding-fresh.jsonl is not made here: 160 pairs (80 should hit, 80
 traps, in 16 categories) written later by another author who was given only the categories and
-never saw the guard or these pairs. Nothing is tuned on it either.
+never saw the guard or these pairs. Nothing is tuned on it either. coding-hard.jsonl (200 pairs
+by a third author) holds the hardest case: traps that are free rewordings *and* change one
+thing; it was used for tuning, like the tuning half.
 """
 
 import hashlib

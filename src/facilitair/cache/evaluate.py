@@ -87,13 +87,12 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def default_pair_files() -> list[Path]:
-    """The coding-task pairs shipped with Facilitair (the tuning half, the frozen test half,
-    and a fresh set by another author that was never tuned on), then fow-cache's pairs when
-    that package is installed."""
+    """The coding-task pairs shipped with Facilitair (the tuning half, the frozen test half, a
+    fresh set by another author that was never tuned on, and a hard set of reworded traps that
+    was), then fow-cache's pairs when that package is installed."""
     shipped = resources.files("facilitair.cache").joinpath("pairs")
-    files = [
-        Path(str(shipped.joinpath(f"coding-{name}.jsonl"))) for name in ("tune", "test", "fresh")
-    ]
+    names = ("tune", "test", "fresh", "hard")
+    files = [Path(str(shipped.joinpath(f"coding-{name}.jsonl"))) for name in names]
     spec = importlib.util.find_spec("fow_cache")
     locations = (spec.submodule_search_locations or []) if spec is not None else []
     found = [Path(place) / "data" / "pairs.jsonl" for place in locations]

@@ -12,8 +12,10 @@ in something that changes the answer:
   "safe" vs "unsafe", "water" vs "stop watering");
 - ``antonym``: opposite or mutually exclusive words ("enable"/"disable", "upload"/"download",
   "ascending"/"descending", "iOS"/"Android", "seconds"/"minutes");
-- ``entity``: a named thing (capitalised or technical name, word with digits, known technology)
-  is not on both sides ("PostgreSQL" vs "MySQL", "React" vs "Vue");
+- ``entity``: a named thing (capitalised or technical name, word with digits, known technology,
+  snake_case identifier, path or route) is not on both sides ("PostgreSQL" vs "MySQL", "React"
+  vs "Vue", "to_roman" vs "from_roman"); what a technology implies may be added ("S3" is on
+  AWS, "FastAPI" is Python);
 - ``order``: the same things on both sides, swapped around a directional word ("from MySQL to
   PostgreSQL" vs "from PostgreSQL to MySQL", "JSON to YAML" vs "YAML to JSON");
 - ``scope``: a qualifier (who, where, which platform or variant: "admin", "mobile", "recursive",
@@ -22,17 +24,23 @@ in something that changes the answer:
   typo, another form or a generic frame word) while the two texts line up - their whole wording
   or their content words alone - well enough to be the same request with one slot changed
   ("integration tests" vs "unit tests", "cancel my flight booking" vs "cancel a hotel booking",
-  "a REST API for books" vs "... with rate limiting").
+  "a REST API for books" vs "... with rate limiting"), or exactly one such word on each side
+  however the rest is phrased ("count the orders" vs "sum the order amounts").
 
 Paraphrases are let through: case, punctuation, contractions, filler, greetings and politeness
-("hey, quick question: ..."), typos (edit distance 1, 2 for long words, never between two real
-words), light stemming and British/American spelling, synonyms, question frames ("how much" =
-"price"), number words and units ("fifteen" = 15, "two weeks" = "14 days"), clause reordering,
-and free rewordings that share few words (those are left to the cosine threshold and to the
-specific rules above).
+("hey, quick question: ..."), the request's frame ("write a function that" = "a function
+that"), typos (rapidfuzz's edit distance 1, 2 for long words, never between two real words),
+Porter2 stems (Snowball) and British/American spelling, compounds ("group by" = "groupby"),
+abbreviations by their shape (numeronyms, initialisms, clipped or consonant spellings such as
+"num" and "txt"), synonyms, question frames ("how much" = "price"), number words, units and
+notations ("fifteen" = 15, "two weeks" = "14 days", "2am" = "02:00", "O(1)" = "constant"),
+clause reordering, and free rewordings that share few words (those are left to the cosine
+threshold and to the specific rules above).
 
-Everything is plain text processing: deterministic, no model call, well under a millisecond per
-pair once each text's features are cached. Word lists live in ``lexicon.toml`` beside this module.
+Everything is plain text processing: deterministic, no model call, about a millisecond per new
+pair and a fraction of that once each text's features are cached. Word lists live in
+``lexicon.toml`` beside this module: general English and software vocabulary, not benchmark
+items.
 """
 
 from __future__ import annotations
@@ -56,11 +64,10 @@ from rapidfuzz.distance import OSA
 __all__ = ["RECOMMENDED_THRESHOLD", "Guard", "Lexicon", "Refusal"]
 
 # Default cosine threshold for the matcher (cosine >= T and Guard.check() is None), chosen with
-# bench/guard_tuning.py on the fow-cache dev pairs (all-MiniLM-L6-v2): traps served stay at
-# 0.3% from T = 0.60 to 0.78 while served should-hits fall as T rises; below ~0.70 the number of
-# *different* dev questions that pass (cross-item distractors, the wrong hits of a real cache
-# full of entries) climbs steeply, so the knee of that curve plus a small margin. At 0.72:
-# 63% of should-hits served, 0.3% of traps.
+# bench/guard_tuning.py (all-MiniLM-L6-v2): on the coding tuning half, served should-hits fall
+# as T rises while traps served stay flat from 0.70 to 0.80; on the fow-cache pairs below ~0.70
+# the number of *different* questions that pass (cross-item distractors, the wrong hits of a
+# real cache full of entries) climbs steeply. So the knee of both curves plus a small margin.
 RECOMMENDED_THRESHOLD = 0.72
 
 # The order in which rules are tried; the first that refuses is reported.
@@ -184,7 +191,6 @@ class Lexicon:
     number_words: Mapping[str, float]
     multipliers: Mapping[str, float]
     ordinals: Mapping[str, float]
-    weak_numbers: frozenset[str]
     units: Mapping[str, str]
     unit_scales: Mapping[str, tuple[str, float]]
     directional: frozenset[str]
@@ -259,7 +265,6 @@ class Lexicon:
             number_words={str(k): float(v) for k, v in numbers.get("words", {}).items()},
             multipliers={str(k): float(v) for k, v in numbers.get("multipliers", {}).items()},
             ordinals={str(k): float(v) for k, v in numbers.get("ordinals", {}).items()},
-            weak_numbers=frozenset(str(w) for w in numbers.get("weak", [])),
             units={str(k): str(v) for k, v in numbers.get("units", {}).items()},
             unit_scales={
                 str(unit): (str(dimension), float(factor))
@@ -384,9 +389,13 @@ _CHUNK = re.compile(
 _PATH = re.compile(r"(?<![\w/.~])(?:\.{1,2}/|~/|/)[\w.{}:*-]*(?:/[\w.{}:*-]+)*/?")
 
 
-def _path_name(match: re.Match[str]) -> str:
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", match.group(0)) if p]
-    return " path_" + "_".join(parts).lower() + " " if parts else match.group(0)
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s`'\"<>]+[^\s`'\"<>.,;:!?)]")
+
+
+def _token_for(kind: str, text: str) -> str:
+    """ "/api/checkout" -> " path_api_checkout ": one snake_case token, a name."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", text) if p]
+    return f" {kind}_" + "_".join(parts).lower() + " " if parts else text
 
 
 _ACRONYM_PLURAL = re.compile(r"^[A-Z]{2,}s$")
@@ -439,7 +448,8 @@ class _Tokenizer:
         text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
         text = _BIG_O.sub(lambda m: self._complexity(m), text)
         text = _COMPARISON.sub(lambda m: _COMPARISONS[m.group(1)], text)
-        text = _PATH.sub(_path_name, text)
+        text = _URL.sub(lambda m: _token_for("url", m.group(0)), text)
+        text = _PATH.sub(lambda m: _token_for("path", m.group(0)), text)
         text = text.replace("/", " / ")
         out: list[tuple[str, str, bool]] = []
         initial = True
@@ -837,6 +847,8 @@ class Guard:
             if edit_distance(word, candidate, limit) <= limit:
                 if known and word in known and candidate in known:
                     continue  # two real words ("mild"/"wild"), not a typo
+                if word in self.lexicon.tech and candidate in self.lexicon.tech:
+                    continue  # two technologies ("httpx"/"https"), not a typo
                 return True
         return False
 
