@@ -388,7 +388,7 @@ class TaskRunner:
         """Replay a remembered result with the full event shape, at no cost."""
         similarity = lookup.decision.similarity or 1.0
         verdict = lookup.decision.verdict
-        spent = verdict.cost_usd or 0.0 if verdict else 0.0  # the verifier's call, if asked
+        spent = (verdict.cost_usd or 0.0) if verdict else 0.0  # the verifier's call, if asked
         saved_usd = None if entry.cost_usd is None else max(0.0, entry.cost_usd - spent)
         saved = "an unknown cost" if saved_usd is None else _usd(saved_usd)
         match = f"{similarity:.0%} match"
