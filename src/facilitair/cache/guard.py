@@ -446,7 +446,7 @@ class _Tokenizer:
     # raw chunks -> (surface, lower, sentence_initial) ------------------------------------
     def _raw(self, text: str) -> list[tuple[str, str, bool]]:
         text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
-        text = _BIG_O.sub(lambda m: self._complexity(m), text)
+        text = _BIG_O.sub(self._complexity, text)
         text = _COMPARISON.sub(lambda m: _COMPARISONS[m.group(1)], text)
         text = _URL.sub(lambda m: _token_for("url", m.group(0)), text)
         text = _PATH.sub(lambda m: _token_for("path", m.group(0)), text)
@@ -904,8 +904,7 @@ class Guard:
         if _numbers_differ(raw_a, raw_b) and _numbers_differ(
             self._in_base_units(a), self._in_base_units(b)
         ):
-            only_a = Counter(v for v, _ in raw_a) - Counter(v for v, _ in raw_b)
-            only_b = Counter(v for v, _ in raw_b) - Counter(v for v, _ in raw_a)
+            only_a, only_b = _one_sided(raw_a, raw_b)
             versions = {t.value for t in a.numbers + b.numbers if t.version}
             rule = "version" if versions & (set(only_a) | set(only_b)) else "number"
             return Refusal(
@@ -1185,10 +1184,17 @@ def _subsequence(short: str, long: str) -> bool:
     return all(letter in letters for letter in short)
 
 
+def _one_sided(
+    a: list[tuple[str, bool]], b: list[tuple[str, bool]]
+) -> tuple[Counter[str], Counter[str]]:
+    """The values only in `a` and only in `b`, counted (two 5s against one is one 5 more)."""
+    values_a, values_b = Counter(v for v, _ in a), Counter(v for v, _ in b)
+    return values_a - values_b, values_b - values_a
+
+
 def _numbers_differ(a: list[tuple[str, bool]], b: list[tuple[str, bool]]) -> bool:
     """(value, spelled out) lists: a value changed, or an explicit one is on one side only."""
-    only_a = Counter(v for v, _ in a) - Counter(v for v, _ in b)
-    only_b = Counter(v for v, _ in b) - Counter(v for v, _ in a)
+    only_a, only_b = _one_sided(a, b)
     explicit = {v for v, weak in a + b if not weak}
     return bool(only_a and only_b) or bool(explicit & (set(only_a) | set(only_b)))
 
